@@ -1,0 +1,5 @@
+import sys
+
+from mlffkit.cli import main
+
+sys.exit(main())
