@@ -536,17 +536,23 @@ class Dataset:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_atoms(cls, images, *, name: str = "", level_of_theory: str = "", require_forces: bool = False,
-                   metadata: dict | None = None) -> Dataset:
+                   metadata: dict | None = None, energy_unit: str = "eV",
+                   length_unit: str = "Ang") -> Dataset:
         """Build a dataset from :class:`ase.Atoms` whose calculators hold energy/forces.
 
         Energies and forces are taken from each image's calculator results (as ASE
-        readers leave them); they must be present on all images or on none.
+        readers leave them); they must be present on all images or on none. A cell
+        is kept when every image has one (also for molecules in a box, pbc False);
+        periodic images must all have one.
+
+        ``energy_unit`` and ``length_unit`` say what the images' numbers are in
+        (ASE's eV and Å unless the file they came from used others).
         """
         images = list(images)
         if not images:
             raise ValueError("no structures given")
         energies, forces = [], []
-        for i, at in enumerate(images):
+        for at in images:
             res = getattr(at.calc, "results", {}) if at.calc is not None else {}
             energies.append(res.get("energy", res.get("free_energy")))
             forces.append(res.get("forces"))
@@ -561,7 +567,14 @@ class Dataset:
         if require_forces and not all(has_f):
             raise ValueError("the structures carry no forces; this use needs forces")
         periodic = [bool(at.pbc.any()) for at in images]
-        cell = np.array([at.cell.array for at in images]) if any(periodic) else None
+        has_cell = [at.cell.rank == 3 for at in images]
+        if any(periodic) and not all(has_cell):
+            missing = has_cell.index(False)
+            raise ValueError(
+                f"structure {missing} has no cell while others are periodic; give every "
+                "periodic structure three lattice vectors"
+            )
+        cell = np.array([at.cell.array for at in images]) if all(has_cell) else None
         return cls(
             numbers=[at.numbers for at in images],
             positions=[at.positions for at in images],
@@ -573,6 +586,8 @@ class Dataset:
             spin=[int(round(at.info.get("spin", 0))) for at in images],
             name=name,
             level_of_theory=level_of_theory,
+            energy_unit=energy_unit,
+            length_unit=length_unit,
             metadata=metadata,
         )
 
