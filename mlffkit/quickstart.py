@@ -6,6 +6,7 @@ runs, so it prints what it does as it goes and ends with the folder it wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -57,9 +58,8 @@ def run_quickstart(
     temperature_K : float
         NVT temperature in K.
     """
-    import matplotlib
+    import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg", force=False)
     from mlffkit.data import load
     from mlffkit.md import run_md
     from mlffkit.plotting import plot_dataset_overview, plot_md_energies, save_figure
@@ -80,15 +80,16 @@ def run_quickstart(
     print(ds.summary())
     fig = plot_dataset_overview(ds)
     save_figure(fig, folder / "dataset_overview.png")
+    plt.close(fig)
 
     print(f"\n[2/3] Reference MD with {method}: {steps} NVT steps at {temperature_K:.0f} K, "
           f"then {steps} NVE steps, dt = {timestep_fs} fs")
-    atoms = ds.atoms(0)
-    atoms.calc = get_calculator(method)
-    nvt = run_md(atoms, ensemble="nvt", steps=steps, timestep_fs=timestep_fs,
+    calc = get_calculator(method)
+    nvt = run_md(ds.atoms(0), calc, ensemble="nvt", steps=steps, timestep_fs=timestep_fs,
                  temperature_K=temperature_K, seed=seed, interval=5, progress=progress,
                  trajectory=folder / "md_nvt.extxyz")
-    nve = run_md(atoms, ensemble="nve", steps=steps, timestep_fs=timestep_fs, seed=seed,
+    # NVE continues from the thermalised end of the NVT run, with its velocities.
+    nve = run_md(nvt.final_atoms, calc, ensemble="nve", steps=steps, timestep_fs=timestep_fs,
                  init_velocities=False, interval=5, progress=progress,
                  trajectory=folder / "md_nve.extxyz")
     print(nvt.summary())
@@ -103,6 +104,7 @@ def run_quickstart(
         temperature=np.concatenate([nvt.temperature, nve.temperature]),
     )
     save_figure(fig, folder / "md_energies.png")
+    plt.close(fig)
 
     print("\n[3/3] Report")
     stats = ds.describe()
@@ -113,7 +115,7 @@ def run_quickstart(
             "timestep_fs": timestep_fs,
             "nvt": {"steps": steps, "temperature_K": temperature_K, "stable": nvt.stable,
                     "mean_temperature_K": float(np.mean(nvt.temperature))},
-            "nve": {"steps": steps, "stable": nve.stable, **drift},
+            "nve": {"steps": steps, "stable": nve.stable, **dataclasses.asdict(drift)},
         },
         "wall_time_s": time.perf_counter() - t_start,
     }

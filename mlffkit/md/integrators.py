@@ -6,8 +6,17 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.md import MolecularDynamics
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
+
+try:  # ASE >= 3.29 deprecates MaxwellBoltzmannDistribution in favour of thermalize_momenta
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # pragma: no cover - older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    def thermalize_momenta(atoms: Atoms, temperature_K: float, *, rng=None) -> None:
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
 
 ENSEMBLES = ("nvt", "nve")
 
@@ -15,12 +24,20 @@ ENSEMBLES = ("nvt", "nve")
 def initialize_velocities(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
     """Draw Maxwell–Boltzmann velocities at ``temperature_K`` (K); remove drift and rotation.
 
-    Rotation is removed only for non-periodic systems, where it is a free motion.
+    Rotation is removed only for non-periodic systems, where it is a free motion. The
+    momenta are then scaled so that the kinetic temperature ``atoms.get_temperature()``
+    is exactly ``temperature_K`` (as LAMMPS's ``velocity create`` does): a small
+    system's random draw would otherwise start tens of percent off.
     """
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K, rng=rng)
     Stationary(atoms)
     if not atoms.pbc.any():
-        ZeroRotation(atoms)
+        # a linear molecule has a zero moment of inertia, which ASE skips after dividing by it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ZeroRotation(atoms)
+    drawn = atoms.get_temperature()
+    if temperature_K > 0 and drawn > 0:
+        atoms.set_momenta(atoms.get_momenta() * np.sqrt(temperature_K / drawn))
 
 
 def make_integrator(
@@ -33,6 +50,14 @@ def make_integrator(
     rng: np.random.Generator | None = None,
 ) -> MolecularDynamics:
     """An ASE integrator for ``atoms`` (which must already have a calculator).
+
+    The atoms are not changed. Langevin's deprecated ``fixcm`` option is not used (it
+    does not sample the canonical distribution): the thermostat acts on all 3N degrees
+    of freedom, so a free molecule's centre of mass diffuses slowly. To hold it still,
+    give the atoms :class:`ase.constraints.FixCom` first, as
+    :func:`mlffkit.md.run_md` does; ``atoms.get_temperature()`` then counts 3N - 3
+    degrees of freedom, and ``atoms.get_forces()`` returns the constrained forces (read
+    the calculator's own with ``apply_constraint=False``).
 
     Parameters
     ----------
@@ -55,15 +80,20 @@ def make_integrator(
         raise ValueError(f"timestep_fs must be a positive number of fs, got {timestep_fs}")
     if atoms.calc is None:
         raise ValueError("the atoms have no calculator; set atoms.calc before running MD")
+    if ensemble == "nvt" and not temperature_K > 0:
+        raise ValueError(f"temperature_K must be positive for NVT, got {temperature_K}")
+    if ensemble == "nvt" and not friction_per_fs > 0:
+        raise ValueError(
+            f"friction_per_fs must be positive for NVT, got {friction_per_fs}; "
+            "0.01 (a 100 fs coupling time) is a gentle default, use ensemble='nve' for none"
+        )
     if ensemble == "nve":
         return VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
-    if temperature_K <= 0:
-        raise ValueError(f"temperature_K must be positive for NVT, got {temperature_K}")
     return Langevin(
         atoms,
         timestep=timestep_fs * units.fs,
         temperature_K=temperature_K,
         friction=friction_per_fs / units.fs,
         rng=rng if rng is not None else np.random.default_rng(),
-        fixcm=True,
+        fixcm=False,
     )
