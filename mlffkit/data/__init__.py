@@ -7,7 +7,8 @@
 """
 
 from mlffkit.data.dataset import Dataset, as_atomic_numbers
-from mlffkit.data.formats import load, save
+from mlffkit.data.download import fetch
+from mlffkit.data.formats import convert, load, save
 from mlffkit.data.registry import available, info
 from mlffkit.data.splits import Split, check_disjoint, random_split, stratified_split
 
@@ -17,6 +18,8 @@ __all__ = [
     "as_atomic_numbers",
     "available",
     "check_disjoint",
+    "convert",
+    "fetch",
     "info",
     "load",
     "random_split",
