@@ -5,8 +5,19 @@ time in fs (ASE's ``units.fs`` for integrators), masses in amu. Loaders convert
 from the units of the source (MD17 is kcal/mol) and reports show meV and kcal/mol.
 """
 
-from mlffkit.data import Dataset, load
-
 __version__ = "0.1.0"
 
-__all__ = ["Dataset", "load", "__version__"]
+from mlffkit import data, descriptors, evaluation, models  # noqa: E402
+from mlffkit.data import Dataset, load  # noqa: E402
+from mlffkit.models import load_model  # noqa: E402
+
+__all__ = [
+    "Dataset",
+    "__version__",
+    "data",
+    "descriptors",
+    "evaluation",
+    "load",
+    "load_model",
+    "models",
+]

@@ -1,0 +1,35 @@
+"""Force-field models with one scikit-learn-style interface.
+
+===========  ===============================================================
+``GDML``     (s)GDML: kernel regression of forces, energies by integration
+``KRR``      kernel ridge regression of energies on a descriptor (baseline)
+===========  ===============================================================
+
+>>> from mlffkit.models import GDML, load_model, select_sigma
+>>> model = GDML(sigma=20).fit(train)                      # doctest: +SKIP
+>>> energies, forces = model.predict(test)                 # doctest: +SKIP
+>>> model.save("ethanol_gdml.npz")                         # doctest: +SKIP
+>>> model = load_model("ethanol_gdml.npz")                 # doctest: +SKIP
+>>> atoms.calc = model.calculator()                        # doctest: +SKIP
+"""
+
+from mlffkit.models.base import ForceFieldModel, TrainingRecord
+from mlffkit.models.calculator import ModelCalculator
+from mlffkit.models.diagnostics import LabelWarning
+from mlffkit.models.gdml import GDML, kernel_bytes
+from mlffkit.models.io import load_model
+from mlffkit.models.krr import KRR
+from mlffkit.models.selection import SigmaCurve, select_sigma
+
+__all__ = [
+    "GDML",
+    "KRR",
+    "ForceFieldModel",
+    "LabelWarning",
+    "ModelCalculator",
+    "SigmaCurve",
+    "TrainingRecord",
+    "kernel_bytes",
+    "load_model",
+    "select_sigma",
+]

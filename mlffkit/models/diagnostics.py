@@ -1,0 +1,76 @@
+"""Checks of training labels that catch the usual data mistakes before they cost a week.
+
+After a force-field model is trained on forces, its energies (integrated forces)
+must line up with the reference energies: slope about 1 and strong correlation.
+A negative slope means the "forces" were gradients (sign flipped); a slope far
+from 1 means energies and forces are in different units; weak correlation means
+energies and forces do not belong together.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+class LabelWarning(UserWarning):
+    """Training labels look inconsistent (forces vs. energies)."""
+
+
+def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray) -> dict:
+    """Compare reference energies with the energies a force-trained model integrates.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray, shape (n,)
+        Reference energies of the training frames, eV.
+    integrated : numpy.ndarray, shape (n,)
+        The model's energies for them (without the integration constant), eV.
+
+    Returns
+    -------
+    dict
+        ``energy_force_slope`` (least-squares slope of reference on integrated
+        energies; 1 for consistent labels) and ``energy_force_correlation``
+        (Pearson's r). NaN when the energies do not vary.
+
+    Warns
+    -----
+    LabelWarning
+        For a negative slope (forces with a flipped sign, i.e. gradients), a slope
+        more than 10 % away from 1 (units of energies and forces differ), or
+        an absolute correlation below 0.95 (energies and forces do not match).
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    pred = np.asarray(integrated, dtype=np.float64)
+    if len(ref) < 3 or np.std(ref) == 0 or np.std(pred) == 0:
+        return {"energy_force_slope": float("nan"), "energy_force_correlation": float("nan")}
+    slope = float(np.polyfit(pred, ref, 1)[0])
+    corr = float(np.corrcoef(ref, pred)[0, 1])
+    if slope < 0:
+        warnings.warn(
+            "the energies integrated from the force labels run opposite to the reference "
+            f"energies (slope {slope:.2f}): the 'forces' may be energy gradients. Check their "
+            "sign (forces = -dE/dr); with very few training frames this can also be chance",
+            LabelWarning,
+            stacklevel=3,
+        )
+    elif abs(slope - 1.0) > 0.1:
+        warnings.warn(
+            f"the energies integrated from the forces differ from the reference energies by a "
+            f"factor of about {slope:.2f}: energies and forces may be in different units "
+            "(e.g. kcal/mol vs eV, Bohr vs Å); check the units passed to mlffkit.data.load",
+            LabelWarning,
+            stacklevel=3,
+        )
+    if abs(corr) < 0.95:  # a strong negative correlation is the sign error reported above
+        warnings.warn(
+            f"the reference energies correlate only weakly (r = {corr:.2f}) with the energies "
+            "integrated from the forces: check that energies and forces belong to the same "
+            "frames and level of theory, and look for duplicated or corrupt frames (with few "
+            "training frames this can also be chance)",
+            LabelWarning,
+            stacklevel=3,
+        )
+    return {"energy_force_slope": slope, "energy_force_correlation": corr}
