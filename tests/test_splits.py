@@ -130,3 +130,9 @@ def test_check_disjoint_finds_leaked_frames_by_content(ds):
     )
     with pytest.raises(ValueError, match=r"3 of the 8 test frames also appear .*\[5, 6, 7\]"):
         check_disjoint(train, leaked)
+
+
+def test_check_disjoint_names_an_empty_part():
+    ds = Dataset([1, 1], np.random.default_rng(0).normal(size=(4, 2, 3)))
+    with pytest.raises(ValueError, match="test is NoneType"):
+        check_disjoint(ds, None)

@@ -685,8 +685,8 @@ class Dataset:
             f"forces={self.has_forces}, periodic={self.is_periodic}, units=eV/Å)"
         )
 
-    def save(self, path, format: str | None = None, overwrite: bool = False) -> None:
-        """Write the dataset; see :func:`mlffkit.data.formats.save` (npz or extxyz)."""
+    def save(self, path, format: str | None = None, overwrite: bool = False):
+        """Write the dataset and return the path; see :func:`mlffkit.data.formats.save` (npz or extxyz)."""
         from mlffkit.data.formats import save
 
-        save(self, path, format=format, overwrite=overwrite)
+        return save(self, path, format=format, overwrite=overwrite)

@@ -319,6 +319,12 @@ def check_disjoint(train: Dataset, test: Dataset, decimals: int = 6) -> None:
         Listing how many frames of ``test`` are in ``train`` and which (their
         indices in ``test``, at most 20 shown).
     """
+    for role, ds in (("train", train), ("test", test)):
+        if not isinstance(ds, Dataset):
+            raise ValueError(
+                f"check_disjoint needs two Datasets, but {role} is {type(ds).__name__}; "
+                "Split.apply returns None for an empty part (ask for a non-empty split)"
+            )
     train_hashes = set(train.frame_hashes(decimals))
     test_hashes = test.frame_hashes(decimals)
     leaked = np.flatnonzero([h in train_hashes for h in test_hashes])
