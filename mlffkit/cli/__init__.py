@@ -1,4 +1,4 @@
-"""The ``mlffkit`` command line: ``mlffkit info``, ``mlffkit data ...``, ``mlffkit md``, ``mlffkit quickstart``.
+"""The ``mlffkit`` command line: ``info``, ``data ...``, ``md``, ``train``, ``evaluate``, ``quickstart``.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that
 adds its parser and sets ``func`` to the function that runs it (returning an exit code).
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-_SUBCOMMANDS = ("info", "data", "md", "quickstart")
+_SUBCOMMANDS = ("info", "data", "md", "train", "evaluate", "quickstart")
 
 
 def build_parser() -> argparse.ArgumentParser:

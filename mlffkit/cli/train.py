@@ -1,0 +1,213 @@
+"""``mlffkit train``: split a dataset, choose sigma, train a kernel model, test it, save it.
+
+Examples
+--------
+::
+
+    mlffkit train ethanol --model sgdml --n-train 200 --n-valid 100 -o ethanol_sgdml.npz
+    mlffkit train ethanol --model sgdml --n-train 200 --sigma 10 --n-test 1000 -o sgdml.npz
+    mlffkit train md17_ethanol --model gdml --n-train 1000 --sigma-grid 10,20,40 -o gdml.npz
+    mlffkit train ethanol --model krr --n-train 1000 -o ethanol_krr.npz
+
+The split is written next to the model (``sgdml.npz`` → ``sgdml.split.json``), so that
+``mlffkit evaluate sgdml.npz ethanol --split sgdml.split.json`` tests the same frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mlffkit.cli.data import _add_load_options, _load
+
+MODELS = ("sgdml", "gdml", "krr")
+#: sigmas tried when GDML is trained without --sigma (descriptor units, 1/Å)
+DEFAULT_SIGMA_GRID = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+#: validation frames drawn when sigma is chosen and --n-valid is not given
+DEFAULT_N_VALID = 100
+
+
+def parse_sigma_grid(text: str) -> list[float]:
+    """``"2,5,10"`` → ``[2.0, 5.0, 10.0]``.
+
+    Raises
+    ------
+    ValueError
+        If an entry is not a positive number.
+    """
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--sigma-grid {text!r} is not a comma-separated list of numbers, e.g. 2,5,10,20,50"
+        ) from None
+    if not values or min(values) <= 0:
+        raise ValueError(f"--sigma-grid needs positive numbers, e.g. 2,5,10,20,50; got {text!r}")
+    return values
+
+
+def make_model(kind: str, sigma=None, lam: float | None = None, device: str = "cpu"):
+    """An unfitted model of ``kind`` (``"sgdml"``, ``"gdml"`` or ``"krr"``).
+
+    ``sgdml`` is :class:`~mlffkit.models.GDML` with symmetries found from the data,
+    ``gdml`` the same without symmetries, ``krr`` :class:`~mlffkit.models.KRR`
+    (its sigma defaults to the median heuristic). ``lam`` None keeps the model's default.
+    """
+    from mlffkit.models import GDML, KRR
+
+    extra = {} if lam is None else {"lam": lam}
+    if kind == "krr":
+        return KRR(sigma="median" if sigma is None else sigma, device=device, **extra)
+    if kind in ("sgdml", "gdml"):
+        permutations = "auto" if kind == "sgdml" else None
+        return GDML(
+            sigma=DEFAULT_SIGMA_GRID[0] if sigma is None else sigma,
+            permutations=permutations,
+            device=device,
+            **extra,
+        )
+    raise ValueError(f"unknown model {kind!r}; use one of {MODELS}")
+
+
+def split_path(model_path) -> Path:
+    """Where the split of a model file goes: ``model.npz`` → ``model.split.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + ".split.json")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a GDML/sGDML or KRR model, test it on held-out frames and save it",
+        description=(
+            "Split a dataset into training, validation and test frames, choose the kernel "
+            "length scale on the validation frames (or take --sigma), train, print the test "
+            "errors in meV and kcal/mol, and save the model (.npz) with its split (.split.json)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("source", metavar="DATA", help="dataset name (mlffkit data list) or file")
+    p.add_argument("--model", choices=MODELS, default="sgdml", help="model type")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    p.add_argument("--n-train", type=int, default=200, help="training frames")
+    p.add_argument(
+        "--n-valid",
+        type=int,
+        default=None,
+        help=f"validation frames (default {DEFAULT_N_VALID} when sigma is chosen, else 0)",
+    )
+    p.add_argument("--n-test", type=int, default=None, help="test frames (default: all the rest)")
+    sigma = p.add_mutually_exclusive_group()
+    sigma.add_argument("--sigma", type=float, default=None, help="fixed kernel length scale")
+    sigma.add_argument(
+        "--sigma-grid",
+        default=None,
+        help="comma-separated length scales to choose from on the validation frames "
+        f"(default for gdml/sgdml: {','.join(f'{s:g}' for s in DEFAULT_SIGMA_GRID)}; "
+        "krr: the median heuristic)",
+    )
+    p.add_argument("--lam", type=float, default=None, help="ridge regularisation (model default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.add_argument("--stratified", action="store_true", help="stratify the split by energy")
+    p.add_argument(
+        "--split", default=None, help="use the frames of this split file instead of drawing one"
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_load_options(p)
+    p.set_defaults(func=_run)
+
+
+def _sigma_plan(args) -> tuple[float | None, list[float] | None]:
+    """(fixed sigma, grid to choose from): exactly one is set, except KRR's median heuristic."""
+    if args.sigma is not None:
+        return args.sigma, None
+    if args.sigma_grid is not None:
+        return None, parse_sigma_grid(args.sigma_grid)
+    if args.model == "krr":
+        return None, None
+    return None, list(DEFAULT_SIGMA_GRID)
+
+
+def _make_split(args, ds, grid):
+    from mlffkit.data import Split, random_split, stratified_split
+
+    if args.split is not None:
+        return Split.load(args.split)
+    n_valid = args.n_valid if args.n_valid is not None else (DEFAULT_N_VALID if grid else 0)
+    if grid and n_valid == 0:
+        raise ValueError(
+            "choosing sigma needs validation frames: pass --n-valid N (e.g. 100), or a fixed --sigma"
+        )
+    make = stratified_split if args.stratified else random_split
+    return make(ds, n_train=args.n_train, n_valid=n_valid, n_test=args.n_test, seed=args.seed)
+
+
+def _print_curve(curve) -> None:
+    from mlffkit import units
+
+    print(f"  {'sigma':>8}  {'valid force MAE':>28}  {'valid energy MAE':>26}")
+    for s, f, e in zip(curve.sigmas, curve.force_mae, curve.energy_mae, strict=True):
+        force = f"{f * 1e3:8.2f} meV/Å {f / units.KCAL_PER_MOL:7.3f} kcal/mol/Å"
+        energy = f"{e * 1e3:8.2f} meV {e / units.KCAL_PER_MOL:7.3f} kcal/mol"
+        mark = "  <- best" if s == curve.best_sigma else ""
+        print(f"  {s:8g}  {force}  {energy}{mark}")
+
+
+def _run(args) -> int:
+    from mlffkit.evaluation import evaluate
+    from mlffkit.fileio import check_writable
+    from mlffkit.models import select_sigma
+
+    output = Path(args.output)
+    if output.suffix != ".npz":
+        raise ValueError(f"model files are .npz; name the output e.g. {output.stem}.npz")
+    split_file = split_path(output)
+    # refuse before the long work, not after it
+    check_writable(output, args.overwrite)
+    check_writable(split_file, args.overwrite)
+    sigma, grid = _sigma_plan(args)
+
+    ds = _load(args)
+    split = _make_split(args, ds, grid)
+    train, valid, test = split.apply(ds)
+    if test is None:
+        raise ValueError(
+            f"no test frames left: {len(train)} training and {split.valid.size} validation frames "
+            f"use all {len(ds)} frames; ask for fewer training frames"
+        )
+    if grid and valid is None:
+        raise ValueError("the split has no validation frames to choose sigma on; pass --sigma")
+    print(ds.summary())
+    print(
+        f"split ({split.method}, seed {split.seed}): {split.train.size} train, "
+        f"{split.valid.size} valid, {split.test.size} test"
+    )
+
+    template = make_model(args.model, sigma, args.lam, args.device)
+    progress = not args.no_progress
+    start = time.perf_counter()
+    try:
+        if grid:
+            print(f"choosing sigma among {', '.join(f'{s:g}' for s in grid)} on the validation set")
+            model, curve = select_sigma(train, valid, grid, model=template, progress=progress)
+            _print_curve(curve)
+        else:
+            model = template.fit(train, progress=progress)
+    except MemoryError as err:  # the kernel matrix does not fit: a clean message, no traceback
+        raise RuntimeError(str(err)) from None
+    fit_s = time.perf_counter() - start
+    used_sigma = getattr(model, "sigma_", model.sigma)
+    what = f"{args.model} (sigma {used_sigma:.4g}"
+    if args.model == "sgdml":
+        what += f", {len(model.permutations_)} symmetries"
+    print(f"trained {what}) on {len(train)} frames in {fit_s:.1f} s")
+
+    report = evaluate(model, test, progress=progress)
+    print(report)
+    model.save(output, overwrite=args.overwrite)
+    split.save(split_file, overwrite=args.overwrite)
+    print(f"saved the model to {output} and its split to {split_file}")
+    return 0
