@@ -367,3 +367,22 @@ def test_cuda_matches_cpu(model, ethanol):
     gpu = GDML(sigma=SIGMA, device="cuda").fit(train, progress=False)
     for a, b in zip(gpu.predict(test), model.predict(test), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-8)
+
+
+def test_label_check_reports_each_problem_once_and_tolerates_scatter():
+    import warnings
+
+    from mlffkit.models.diagnostics import check_energy_force_consistency
+
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 10 % slope from a small training set is no alarm
+        check_energy_force_consistency(0.9 * e, e)
+    with pytest.warns(LabelWarning, match="gradients"):
+        check_energy_force_consistency(-e, e)
+    with pytest.warns(LabelWarning, match="different units"):
+        check_energy_force_consistency(e / 23.06, e)
+    with pytest.warns(LabelWarning, match="weakly") as record:
+        check_energy_force_consistency(rng.permutation(e), e)
+    assert len(record) == 1  # uncorrelated labels: no meaningless sign or unit verdict

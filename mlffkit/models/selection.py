@@ -69,6 +69,9 @@ class SigmaCurve:
             self.best_sigma, color="0.5", lw=1, ls=":", label=f"best σ = {self.best_sigma:g}"
         )
         ax.set_xscale("log")
+        # label the σ values tried, not log minor ticks (which crowd on a short range)
+        ax.set_xticks(self.sigmas, [f"{s:g}" for s in self.sigmas])
+        ax.minorticks_off()
         ax.set_xlabel("kernel length scale σ (descriptor units)")
         ax.set_ylabel(f"validation MAE ({name}, {name}/Å)")
         ax.legend(frameon=False)
