@@ -165,3 +165,14 @@ def test_concatenate_refuses_mixed_levels_of_theory():
         Dataset.concatenate([a, b])
     both = Dataset.concatenate([a, Dataset(**_water(seed=1), level_of_theory="GFN2-xTB")])
     assert len(both) == 8
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    from mlffkit.fileio import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "note.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

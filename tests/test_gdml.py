@@ -386,3 +386,11 @@ def test_label_check_reports_each_problem_once_and_tolerates_scatter():
     with pytest.warns(LabelWarning, match="weakly") as record:
         check_energy_force_consistency(rng.permutation(e), e)
     assert len(record) == 1  # uncorrelated labels: no meaningless sign or unit verdict
+
+
+def test_select_sigma_reports_label_problems_of_the_chosen_model_only(ethanol):
+    train, valid = ethanol
+    flipped = mlffkit.data.Dataset(train.numbers, train.positions, train.energies, -train.forces)
+    with pytest.warns(LabelWarning) as record:
+        select_sigma(flipped, valid, [2.0, 5.0, 10.0], progress=False)
+    assert len([w for w in record if issubclass(w.category, LabelWarning)]) == 1

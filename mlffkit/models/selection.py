@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from mlffkit import units
 from mlffkit.data.splits import check_disjoint
 from mlffkit.models.base import as_dataset
+from mlffkit.models.diagnostics import LabelWarning
 
 CRITERIA = ("forces", "energies")
 
@@ -126,13 +127,24 @@ def select_sigma(
 
     force_mae = np.full(sigmas.size, np.nan)
     energy_mae = np.full(sigmas.size, np.nan)
-    best, best_err = None, np.inf
+    best, best_err, best_label_warnings = None, np.inf, []
     for k, sigma in enumerate(tqdm(sigmas, desc="sigma", disable=not progress)):
         candidate = clone(template).set_params(sigma=float(sigma))
-        try:
-            candidate.fit(train, progress=False)
-        except RuntimeError as err:  # kernel not positive definite at this sigma
-            warnings.warn(f"sigma={sigma:g} skipped: {err}", stacklevel=2)
+        # The label check judges the labels through the fitted model, and a poor sigma makes
+        # it cry wolf: hold its warnings back and report only those of the chosen model.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LabelWarning)
+            try:
+                candidate.fit(train, progress=False)
+                failure = None
+            except RuntimeError as err:  # kernel not positive definite at this sigma
+                failure = err
+        label_warnings = [w for w in caught if issubclass(w.category, LabelWarning)]
+        for w in caught:
+            if not issubclass(w.category, LabelWarning):
+                warnings.warn(w.message, w.category, stacklevel=2)
+        if failure is not None:
+            warnings.warn(f"sigma={sigma:g} skipped: {failure}", stacklevel=2)
             continue
         e, f = candidate.predict(valid)
         force_mae[k] = np.mean(np.abs(f - valid.forces))
@@ -140,8 +152,10 @@ def select_sigma(
             energy_mae[k] = np.mean(np.abs(e - valid.energies))
         err = force_mae[k] if criterion == "forces" else energy_mae[k]
         if err < best_err:
-            best, best_err = candidate, err
+            best, best_err, best_label_warnings = candidate, err, label_warnings
     if best is None:
         raise ValueError("no sigma could be trained; try larger lam or other sigmas")
+    for w in best_label_warnings:
+        warnings.warn(w.message, w.category, stacklevel=2)
     curve = SigmaCurve(sigmas, force_mae, energy_mae, float(best.sigma), criterion)
     return best, curve
