@@ -235,18 +235,11 @@ def run_quickstart(
         f"then {steps} NVE steps, dt = {timestep_fs} fs"
     )
     calc = get_calculator(method)
-    nvt = run_md(
-        ds.atoms(0),
-        calc,
-        ensemble="nvt",
-        steps=steps,
-        timestep_fs=timestep_fs,
-        temperature_K=temperature_K,
-        seed=seed,
-        interval=5,
-        progress=progress,
-        trajectory=folder / "md_nvt.extxyz",
-    )
+    # One set of NVT settings for the reference and, later, the learned model: same start,
+    # seed and thermostat, so that their sampled distributions can be compared.
+    nvt_settings = dict(ensemble="nvt", steps=steps, timestep_fs=timestep_fs,
+                        temperature_K=temperature_K, seed=seed, interval=5, progress=progress)
+    nvt = run_md(ds.atoms(0), calc, **nvt_settings, trajectory=folder / "md_nvt.extxyz")
     # NVE continues from the thermalised end of the NVT run, with its velocities.
     nve = run_md(
         nvt.final_atoms,
@@ -286,18 +279,8 @@ def run_quickstart(
     with warnings.catch_warnings():
         # an unstable run is reported in the summary and the report; no need to warn twice
         warnings.simplefilter("ignore", InstabilityWarning)
-        model_nvt = run_md(
-            ds.atoms(0),
-            model_calc,
-            ensemble="nvt",
-            steps=steps,
-            timestep_fs=timestep_fs,
-            temperature_K=temperature_K,
-            seed=seed,
-            interval=5,
-            progress=progress,
-            trajectory=folder / "sgdml_md_nvt.extxyz",
-        )
+        model_nvt = run_md(ds.atoms(0), model_calc, **nvt_settings,
+                           trajectory=folder / "sgdml_md_nvt.extxyz")
     print(model_nvt.summary())
     fig = plot_md_energies(
         model_nvt.time_fs,
