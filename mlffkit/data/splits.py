@@ -325,14 +325,27 @@ def check_disjoint(train: Dataset, test: Dataset, decimals: int = 6) -> None:
                 f"check_disjoint needs two Datasets, but {role} is {type(ds).__name__}; "
                 "Split.apply returns None for an empty part (ask for a non-empty split)"
             )
-    train_hashes = set(train.frame_hashes(decimals))
-    test_hashes = test.frame_hashes(decimals)
-    leaked = np.flatnonzero([h in train_hashes for h in test_hashes])
+    refuse_seen_frames(
+        train.frame_hashes(decimals), test, decimals,
+        seen="test frames also appear in the training data (test frames",
+    )
+
+
+def refuse_seen_frames(known_hashes, dataset: Dataset, decimals: int = 6, *,
+                       seen: str = "frames were in this model's training set (frames") -> None:
+    """Raise a ValueError if any frame of ``dataset`` has one of ``known_hashes``.
+
+    The one place that decides and words a leak: :func:`check_disjoint` and the
+    models' ``check_not_trained_on`` both call it. ``seen`` completes the message
+    "N of the M <seen> [indices]...".
+    """
+    known = set(known_hashes)
+    leaked = np.flatnonzero([h in known for h in dataset.frame_hashes(decimals)])
     if leaked.size:
         shown = leaked[:20].tolist()
         more = f" and {leaked.size - 20} more" if leaked.size > 20 else ""
         raise ValueError(
-            f"{leaked.size} of the {len(test)} test frames also appear in the training data "
-            f"(test frames {shown}{more}); a model must never be tested on frames it was "
-            "trained on: split the data with mlffkit.data.random_split"
+            f"{leaked.size} of the {len(dataset)} {seen} {shown}{more}); a model must never "
+            "be tested on frames it was trained on: split the data with "
+            "mlffkit.data.random_split"
         )

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from mlffkit.data.dataset import Dataset
+from mlffkit.data.splits import refuse_seen_frames
 from mlffkit.descriptors.frames import check_atom_count, check_numbers, frames_from
 from mlffkit.fileio import atomic_path
 
@@ -227,18 +228,10 @@ class ForceFieldModel(BaseEstimator):
             Naming how many and which frames (indices in ``dataset``) overlap.
         """
         self._check_fitted()
-        trained = set(self.training_.frame_hashes)
+        trained = self.training_.frame_hashes
         if decimals != 6:
             raise ValueError("the model records frame hashes at 6 decimals; use decimals=6")
-        leaked = np.flatnonzero([h in trained for h in dataset.frame_hashes(decimals)])
-        if leaked.size:
-            shown = leaked[:20].tolist()
-            more = f" and {leaked.size - 20} more" if leaked.size > 20 else ""
-            raise ValueError(
-                f"{leaked.size} of the {len(dataset)} frames were in this model's training set "
-                f"(frames {shown}{more}); test a model only on frames it has not seen: split "
-                "the data with mlffkit.data.random_split"
-            )
+        refuse_seen_frames(trained, dataset, decimals)
 
     # ------------------------------------------------------------------ ASE
     def calculator(self, **kwargs):
