@@ -15,7 +15,7 @@ import numpy as np
 from mlffkit import units
 from mlffkit.data.dataset import Dataset
 
-_PANEL = (4.5, 3.2)  # inches, one panel
+_PANEL = (4.4, 3.9)  # inches, one panel
 
 
 @dataclass
@@ -67,22 +67,27 @@ class ErrorReport:
 
     def __str__(self) -> str:
         d = self.to_dict()
+
+        def cell(mev, kcal, per):
+            return f"{mev:10.2f} {'meV' + per:5s} {kcal:8.3f} {'kcal/mol' + per:10s}"
+
+        width = len(cell(0.0, 0.0, ""))
         lines = [
             f"{self.model_name} on {self.dataset_name or '(unnamed)'}: {self.n_frames} frames",
-            f"{'':8s}{'MAE':>22s}{'RMSE':>22s}",
+            f"{'':7s}{'MAE':^{width}s} {'RMSE':^{width}s}",
         ]
         if d["energy_mae_meV"] is not None:
             lines.append(
-                f"{'energy':8s}{d['energy_mae_meV']:9.2f} meV {d['energy_mae_kcal_mol']:7.3f} kcal/mol"
-                f"{d['energy_rmse_meV']:9.2f} meV {d['energy_rmse_kcal_mol']:7.3f} kcal/mol"
+                f"{'energy':7s}{cell(d['energy_mae_meV'], d['energy_mae_kcal_mol'], '')} "
+                f"{cell(d['energy_rmse_meV'], d['energy_rmse_kcal_mol'], '')}"
             )
         else:
-            lines.append(f"{'energy':8s}{'n/a (no reference)':>22s}")
+            lines.append(f"{'energy':7s}{'n/a (no reference energies)':^{width}s}")
         lines.append(
-            f"{'forces':8s}{d['force_mae_meV_A']:9.2f} meV/Å {d['force_mae_kcal_mol_A']:5.3f} kcal/mol/Å"
-            f"{d['force_rmse_meV_A']:7.2f} meV/Å {d['force_rmse_kcal_mol_A']:5.3f} kcal/mol/Å"
+            f"{'forces':7s}{cell(d['force_mae_meV_A'], d['force_mae_kcal_mol_A'], '/Å')} "
+            f"{cell(d['force_rmse_meV_A'], d['force_rmse_kcal_mol_A'], '/Å')}"
         )
-        return "\n".join(lines)
+        return "\n".join(line.rstrip() for line in lines)
 
 
 def evaluate(
@@ -119,7 +124,7 @@ def evaluate(
     has_e = dataset.energies is not None and getattr(model, "has_energy_reference_", True)
     e_err = e_pred - dataset.energies if has_e else None
     return ErrorReport(
-        model_name=type(model).__name__,
+        model_name=model.display_name() if hasattr(model, "display_name") else type(model).__name__,
         dataset_name=dataset.name,
         n_frames=len(dataset),
         n_atoms=int(dataset.n_atoms[0]),

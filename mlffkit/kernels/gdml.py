@@ -273,3 +273,150 @@ def predict_descriptor_space(
         f_desc += wb.sum(1, keepdim=True) * x - wb @ x_train
         energy = energy + energy_beta
     return energy, s * f_desc
+
+
+class GDMLKernelOperator:
+    r"""The (s)GDML kernel matrix of a training set as a matrix-free operator.
+
+    Implements the :class:`~mlffkit.solvers.operator.KernelOperator` protocol for the
+    ``n × n`` force-field kernel (``n = M · 3N``, rows ordered as in
+    :func:`assemble_kernel`) without storing it: a product ``K V`` is computed in
+    descriptor space, like a prediction at the training points,
+
+    .. math:: (K V)_i = J_i^\top \sum_{j,P} H(x_i, x_j^P)\, J_j^P V_j ,
+
+    which costs O(M² G d r) time and O(M G d r) memory for ``r`` vectors instead of the
+    O(M² G d K) time of assembling ``K`` and its O(n²) memory.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (M, d)
+        Training descriptors.
+    jac : torch.Tensor, shape (M, d, K)
+        Their Jacobians (atom and Cartesian axes flattened).
+    perm_index : torch.Tensor of int, shape (G, d)
+        Descriptor permutations of the symmetry group (identity alone for GDML).
+    sigma : float
+        Matérn length scale, descriptor units.
+    chunk_numbers : int
+        Bound on the temporaries of one row chunk, in float64 numbers.
+    cache_bytes : int
+        Keep the pairwise kernel factors ``exp(-a rho)`` and ``(1 + a rho) exp(-a rho)``
+        (16 bytes per frame pair and permutation, ``16 M² G`` in all) after the first
+        product if they fit into this many bytes: later products (CG steps) are then
+        three matrix products per row chunk. Default 4 GiB; 0 recomputes them each time.
+    """
+
+    def __init__(
+        self,
+        x,
+        jac,
+        perm_index,
+        sigma: float,
+        chunk_numbers: int = TILE_NUMBERS,
+        cache_bytes: int = 4 << 30,
+    ):
+        self.x, self.jac, self.perm_index = x, jac, perm_index
+        self.sigma = float(sigma)
+        M, d, K = jac.shape
+        self.n_frames, self.n_desc, self.n_comp = M, d, K
+        self.shape = (M * K, M * K)
+        self.dtype, self.device = x.dtype, x.device
+        self.chunk_numbers = chunk_numbers
+        self._x_perm = x[:, perm_index].reshape(-1, d)  # (M G, d), row j*G + P
+        self._x_sq = (self._x_perm * self._x_perm).sum(1)
+        self._use_cache = 16 * M * M * perm_index.shape[0] <= cache_bytes
+        self._factors: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _pair_factors(self, i0: int, i1: int, store: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``e = exp(-a rho)`` and ``w1 = (1 + a rho) e`` between rows ``i0:i1`` and all (j, P)."""
+        if (i0, i1) in self._factors:
+            return self._factors[(i0, i1)]
+        a = math.sqrt(5.0) / self.sigma
+        xb = self.x[i0:i1]
+        ar = xb @ self._x_perm.T
+        ar.mul_(-2.0).add_((xb * xb).sum(1, keepdim=True)).add_(self._x_sq[None])
+        ar.clamp_min_(0.0).sqrt_().mul_(a)
+        e = torch.exp(-ar)
+        w1 = ar.add_(1.0).mul_(e)
+        if store and self._use_cache:
+            self._factors[(i0, i1)] = (e, w1)
+        return e, w1
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``K @ V`` for ``V`` of shape ``(n, r)``."""
+        M, d, K = self.n_frames, self.n_desc, self.n_comp
+        if V.ndim != 2 or V.shape[0] != self.shape[0]:
+            raise ValueError(f"V must have shape ({self.shape[0]}, r), got {tuple(V.shape)}")
+        r = V.shape[1]
+        a = math.sqrt(5.0) / self.sigma
+        vd = torch.einsum("mdk,mkr->mdr", self.jac, V.reshape(M, K, r))  # J_j V_j
+        vd = vd[:, self.perm_index].reshape(-1, d, r)  # (M G, d, r), permuted like x
+        rows = vd.shape[0]
+        v_flat = vd.reshape(rows, d * r)
+        v_dfirst = vd.permute(1, 0, 2).reshape(d, rows * r)
+        xv = torch.einsum("md,mdr->mr", self._x_perm, vd)  # x_j . v_j
+        out = torch.empty((M, K, r), dtype=V.dtype, device=V.device)
+        # a fixed chunk of rows (the cache is keyed by it), narrower for many vectors
+        chunk = max(1, self.chunk_numbers // (rows * d))
+        if r > d:
+            chunk = max(1, chunk * d // r)
+        for i0 in range(0, M, chunk):
+            i1 = min(M, i0 + chunk)
+            # wide blocks of vectors (preconditioner builds) have their own chunks: not cached
+            e, w1 = self._pair_factors(i0, i1, store=r <= d)
+            xb = self.x[i0:i1]
+            f = (w1 @ v_flat).view(-1, d, r)
+            s = (xb @ v_dfirst).view(-1, rows, r) - xv[None]  # u_j . v_j, (b, M G, r)
+            w2 = s.mul_(e[..., None])
+            f -= (a * a) * (
+                xb[:, :, None] * w2.sum(1)[:, None, :]
+                - torch.einsum("bmr,md->bdr", w2, self._x_perm)
+            )
+            out[i0:i1] = torch.einsum("bdk,bdr->bkr", self.jac[i0:i1], f)
+        return out.reshape(M * K, r).mul_(a * a / 3.0)
+
+    def columns(self, index: torch.Tensor) -> torch.Tensor:
+        """``K[:, index]``, shape ``(n, k)``: the kernel blocks of the frames that hold them."""
+        K = self.n_comp
+        index = torch.as_tensor(index, device=self.device).reshape(-1)
+        frames, where = torch.unique(index // K, return_inverse=True)
+        out = torch.empty((self.shape[0], len(index)), dtype=self.dtype, device=self.device)
+        rows, cols = _tile_sizes(
+            self.n_frames, self.n_desc, K, self.perm_index.shape[0], TILE_NUMBERS
+        )
+        if len(frames) < cols:  # few column frames (pivoted Cholesky): tall tiles instead
+            rows = max(1, min(self.n_frames, rows * cols // len(frames)))
+        component = index % K
+        for c0 in range(0, len(frames), cols):
+            c1 = min(len(frames), c0 + cols)
+            mine = (where >= c0) & (where < c1)
+            pick = (where[mine] - c0) * K + component[mine]
+            fr = frames[c0:c1]
+            x_cols = self.x[fr][:, self.perm_index]
+            jac_cols = self.jac[fr][:, self.perm_index]
+            for i0 in range(0, self.n_frames, rows):
+                i1 = min(self.n_frames, i0 + rows)
+                t = kernel_tile(self.x[i0:i1], self.jac[i0:i1], x_cols, jac_cols, self.sigma)
+                block = t["ff"].reshape((i1 - i0) * K, (c1 - c0) * K)
+                out[i0 * K : i1 * K, mine] = block[:, pick]
+        return out
+
+    def diagonal(self) -> torch.Tensor:
+        """The diagonal of ``K``, shape ``(n,)``: one frame with itself, under all permutations."""
+        M, d, K = self.n_frames, self.n_desc, self.n_comp
+        out = torch.empty((M, K), dtype=self.dtype, device=self.device)
+        G = self.perm_index.shape[0]
+        chunk = max(1, self.chunk_numbers // (G * d * K))
+        for i0 in range(0, M, chunk):
+            i1 = min(M, i0 + chunk)
+            xb, jb = self.x[i0:i1], self.jac[i0:i1]
+            xp, jp = xb[:, self.perm_index], jb[:, self.perm_index]  # (b, G, d), (b, G, d, K)
+            u = xb[:, None] - xp
+            c1, c2, _ = _matern_coefficients(torch.linalg.vector_norm(u, dim=-1), self.sigma)
+            uj = torch.einsum("bgd,bgdk->bgk", u, jp)
+            q = torch.einsum("bg,bgdk->bdk", c1, jp) - torch.einsum(
+                "bg,bgd,bgk->bdk", c2, u, uj
+            )
+            out[i0:i1] = torch.einsum("bdk,bdk->bk", jb, q)
+        return out.reshape(-1)

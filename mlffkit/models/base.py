@@ -137,6 +137,10 @@ class ForceFieldModel(BaseEstimator):
     def _set_state(self, attributes: dict, arrays: dict) -> None:
         raise NotImplementedError
 
+    def display_name(self) -> str:
+        """A short name for reports and plot titles (e.g. ``"sGDML (6 symmetries)"``)."""
+        return type(self).__name__
+
     # ------------------------------------------------------------------ fitted checks
     @property
     def is_fitted(self) -> bool:

@@ -24,12 +24,15 @@ import torch
 from tqdm.auto import tqdm
 
 from mlffkit.descriptors.inverse_distances import inverse_distances, pair_permutation
-from mlffkit.kernels.gdml import assemble_kernel, predict_descriptor_space
+from mlffkit.kernels.gdml import GDMLKernelOperator, assemble_kernel, predict_descriptor_space
 from mlffkit.models.base import ForceFieldModel
 from mlffkit.models.diagnostics import check_energy_force_consistency
+from mlffkit.solvers import METHODS, conjugate_gradients, matvec_with_ridge, nystrom_preconditioner
 from mlffkit.symmetry import check_permutations, find_permutations
 
-SOLVERS = ("cholesky",)
+SOLVERS = ("auto", "cholesky", "cg")
+#: share of the available memory the dense kernel may take before ``solver="auto"`` picks CG
+_DENSE_SHARE = 0.8
 #: size of one prediction chunk, in (frame × training row) pairs: ~4 MB temporaries, cache-friendly
 _PREDICT_NUMBERS = 1 << 19
 
@@ -101,8 +104,24 @@ class GDML(ForceFieldModel):
         Permutational symmetries of the kernel. ``"auto"`` finds them from the
         training geometries (sGDML); None or ``"none"`` switches them off (GDML);
         an array gives them (or generators of the group) explicitly.
-    solver : {"cholesky"}
-        Closed-form solver: Cholesky factorisation in float64.
+    solver : {"auto", "cholesky", "cg"}
+        ``"cholesky"``: assemble the kernel matrix and factorise it (float64; exact;
+        O(n²) memory, O(n³) time for ``n = 3N·M``). ``"cg"``: conjugate gradients with
+        matrix-free kernel–vector products and a Nyström preconditioner (O(n·rank)
+        memory; see :mod:`mlffkit.solvers`). ``"auto"``: Cholesky when the kernel matrix
+        fits into ``memory_budget``, CG otherwise.
+    preconditioner : {"pivoted_cholesky", "leverage", "random", "eig"} or None
+        Nyström preconditioner of the CG solver (None: plain CG, slow).
+    rank : int, optional
+        Rank of the preconditioner, in kernel columns (default ``min(n, 2000)``);
+        memory ``8 n rank`` bytes.
+    tol : float
+        CG stops at this relative residual ``|F - (K + lam I) alpha| / |F|``.
+    max_iter : int, optional
+        CG step limit (default 2000); a solve that does not converge warns.
+    memory_budget : float, optional
+        Bytes the dense kernel matrix may take with ``solver="auto"`` (default 80 % of
+        the memory available when ``fit`` starts).
     device : str or torch.device
         ``"cpu"`` or ``"cuda"``; the kernel matrix lives there during training.
     batch_size : int, optional
@@ -136,7 +155,12 @@ class GDML(ForceFieldModel):
         lam=1e-10,
         use_energies_constraint=False,
         permutations="auto",
-        solver="cholesky",
+        solver="auto",
+        preconditioner="pivoted_cholesky",
+        rank=None,
+        tol=1e-4,
+        max_iter=None,
+        memory_budget=None,
         device="cpu",
         batch_size=None,
     ):
@@ -145,8 +169,19 @@ class GDML(ForceFieldModel):
         self.use_energies_constraint = use_energies_constraint
         self.permutations = permutations
         self.solver = solver
+        self.preconditioner = preconditioner
+        self.rank = rank
+        self.tol = tol
+        self.max_iter = max_iter
+        self.memory_budget = memory_budget
         self.device = device
         self.batch_size = batch_size
+
+    def display_name(self) -> str:
+        """``"GDML"``, or ``"sGDML (G symmetries)"`` when trained with a symmetry group."""
+        n_perms = len(getattr(self, "permutations_", ()))
+        base = type(self).__name__
+        return f"s{base} ({n_perms} symmetries)" if n_perms > 1 else base
 
     # ------------------------------------------------------------------ training
     def fit(self, train, progress: bool = True) -> GDML:
@@ -180,7 +215,7 @@ class GDML(ForceFieldModel):
         device = torch.device(self.device)
         positions = torch.as_tensor(train.positions, dtype=torch.float64, device=device)
         self.permutations_ = self._resolve_permutations(train.positions, train.numbers)
-        x, jac = inverse_distances(positions, jacobian=True)
+        x, jac = self._descriptor(positions)
         jac = jac.flatten(2)  # (M, d, 3N)
         perm_index = self._perm_index(device)
 
@@ -231,6 +266,18 @@ class GDML(ForceFieldModel):
             raise ValueError(f"lam must be a non-negative number, got {self.lam!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; use one of {SOLVERS}")
+        if self.preconditioner is not None and self.preconditioner not in METHODS:
+            raise ValueError(
+                f"unknown preconditioner {self.preconditioner!r}; use one of {METHODS} or None"
+            )
+        if self.rank is not None and int(self.rank) < 1:
+            raise ValueError(f"rank must be a positive number of columns, got {self.rank!r}")
+        if not (np.isscalar(self.tol) and 0 < self.tol < 1):
+            raise ValueError(f"tol must be a relative residual between 0 and 1, got {self.tol!r}")
+        if self.solver == "cg" and self.use_energies_constraint:
+            raise ValueError(
+                "use_energies_constraint needs solver='cholesky'; the CG solver fits forces only"
+            )
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ValueError(
                 f"batch_size must be a positive number of frames, got {self.batch_size!r}"
@@ -249,12 +296,87 @@ class GDML(ForceFieldModel):
             return find_permutations(positions, numbers)
         return check_permutations(spec, numbers)
 
+    def _descriptor(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel's descriptor ``(n, d)`` and its Jacobian ``(n, d, N, 3)`` at positions (Å).
+
+        Inverse distances here; a subclass (e.g. a periodic model) overrides this, keeping
+        the pair order of :func:`~mlffkit.descriptors.inverse_distances.pair_indices`, which
+        :meth:`_perm_index` relies on.
+        """
+        return inverse_distances(positions, jacobian=True)
+
     def _perm_index(self, device) -> torch.Tensor:
         return torch.as_tensor(
             np.stack([pair_permutation(p) for p in self.permutations_]), device=device
         )
 
+    def _choose_solver(self, n: int, on_cpu: bool) -> str:
+        """``"cholesky"`` or ``"cg"`` for a kernel of size ``n``, following ``solver``."""
+        if self.solver != "auto":
+            return self.solver
+        if self.use_energies_constraint:
+            return "cholesky"
+        budget = self.memory_budget
+        if budget is None:
+            if on_cpu:
+                available = _available_memory()
+            else:
+                available = torch.cuda.mem_get_info(torch.device(self.device))[0]
+            budget = None if available is None else _DENSE_SHARE * available
+        return "cholesky" if budget is None or n * n * 8 <= budget else "cg"
+
     def _solve(self, x, jac, perm_index, labels, progress: bool) -> torch.Tensor:
+        """Solve ``(K + lam I) coef = labels`` with the chosen solver: the coefficients."""
+        on_cpu = x.device.type == "cpu"
+        solver = self._choose_solver(labels.numel(), on_cpu)
+        self.solver_info_ = {"solver": solver}
+        if solver == "cg":
+            return self._solve_cg(x, jac, perm_index, labels, progress)
+        return self._solve_dense(x, jac, perm_index, labels, progress)
+
+    def _solve_cg(self, x, jac, perm_index, labels, progress: bool) -> torch.Tensor:
+        """Preconditioned conjugate gradients with matrix-free kernel–vector products."""
+        operator = GDMLKernelOperator(x, jac, perm_index, float(self.sigma))
+        n = labels.numel()
+        preconditioner = None
+        info = self.solver_info_
+        if self.preconditioner is not None:
+            rank = min(n, int(self.rank) if self.rank is not None else 2000)
+            preconditioner = nystrom_preconditioner(
+                operator, rank, float(self.lam), self.preconditioner, progress=progress
+            )
+            info.update(
+                preconditioner=self.preconditioner,
+                rank=preconditioner.rank,
+                preconditioner_s=preconditioner.build_time_s,
+            )
+        max_iter = int(self.max_iter) if self.max_iter is not None else 2000
+        result = conjugate_gradients(
+            matvec_with_ridge(operator, float(self.lam)),
+            labels,
+            preconditioner,
+            tol=float(self.tol),
+            max_iter=max_iter,
+            progress=progress,
+            label=str(self.preconditioner),
+        )
+        info.update(
+            n_iter=result.n_iter,
+            converged=result.converged,
+            residual=float(result.residuals[-1]),
+            cg_s=result.time_s,
+        )
+        self.cg_result_ = result
+        if not result.converged:
+            warnings.warn(
+                f"CG stopped after {result.n_iter} steps at relative residual "
+                f"{result.residuals[-1]:.1e} > tol={self.tol}: raise max_iter or the "
+                "preconditioner's rank, or raise lam",
+                stacklevel=3,
+            )
+        return result.x
+
+    def _solve_dense(self, x, jac, perm_index, labels, progress: bool) -> torch.Tensor:
         """Assemble the kernel matrix, add ``lam``, factorise, solve: the coefficients."""
         n_train, _, n_comp = jac.shape
         n = labels.numel()
@@ -265,7 +387,7 @@ class GDML(ForceFieldModel):
             raise MemoryError(
                 f"the kernel matrix for {n_train} training frames of {n_comp // 3} atoms needs "
                 f"{need / 1e9:.1f} GB but only {available / 1e9:.1f} GB are available; train on "
-                "fewer frames"
+                "fewer frames or use solver='cg'"
             )
         bar = tqdm(total=n_train, desc="GDML kernel", unit="frame", disable=not progress)
         with bar:
@@ -342,7 +464,7 @@ class GDML(ForceFieldModel):
         for start in tqdm(range(0, n_frames, batch), desc="GDML predict", disable=not progress):
             stop = min(n_frames, start + batch)
             pos = torch.as_tensor(positions[start:stop], dtype=torch.float64, device=device)
-            x, jac = inverse_distances(pos, jacobian=True)
+            x, jac = self._descriptor(pos)
             energy, f_desc = predict_descriptor_space(
                 x, self._x_train, self._v_train, self._xv_train, float(self.sigma), self._beta_train
             )
@@ -360,6 +482,7 @@ class GDML(ForceFieldModel):
             "integration_constant": self.integration_constant_,
             "has_energy_reference": self.has_energy_reference_,
             "diagnostics": self.diagnostics_,
+            "solver_info": getattr(self, "solver_info_", {}),
         }
         arrays = {
             "train_positions": self.train_positions_,
@@ -374,6 +497,7 @@ class GDML(ForceFieldModel):
         self.integration_constant_ = float(attributes["integration_constant"])
         self.has_energy_reference_ = bool(attributes["has_energy_reference"])
         self.diagnostics_ = dict(attributes["diagnostics"])
+        self.solver_info_ = dict(attributes.get("solver_info", {}))
         self.train_positions_ = arrays["train_positions"]
         self.alphas_ = arrays["alphas"]
         self.permutations_ = arrays["permutations"]
@@ -381,5 +505,5 @@ class GDML(ForceFieldModel):
         pos = torch.as_tensor(
             self.train_positions_, dtype=torch.float64, device=torch.device(self.device)
         )
-        x, jac = inverse_distances(pos, jacobian=True)
+        x, jac = self._descriptor(pos)
         self._build_predictor(x, jac.flatten(2))
