@@ -17,7 +17,10 @@ with sgdml's task creation plus training, since both include the symmetry search
 ``--select-sigma`` additionally lets mlffkit choose sigma itself (in a third child
 process): on ``--sigma-grid``, by the force MAE on ``--n-valid`` validation frames taken
 from the training FILE's frames after the first ``--n-train`` (never used for training,
-never test frames); the chosen model is then tested on the test frames.
+never test frames); the chosen model is then tested on the test frames. When the training
+file has no frames left (``--n-train 1000`` of 1000), the last ``--n-valid`` training frames
+are held out for the choice and the model is refitted on all ``--n-train`` with the chosen
+sigma. Test frames never take part in the choice.
 
 Run from the repository root (the defaults point at ``../shared/data/rmd17``)::
 
@@ -226,26 +229,49 @@ def run_mlffkit(job: dict) -> dict:
 
 
 def run_mlffkit_select(job: dict) -> dict:
-    """mlffkit with sigma chosen on validation frames, then tested (child process)."""
+    """mlffkit with sigma chosen on validation frames, then tested (child process).
+
+    With separate validation frames (``job["valid"]``) the model chosen by
+    :func:`select_sigma` is tested as it is. Without them (``--n-train`` takes the whole
+    training file) the last ``n_valid`` training frames are held out for the choice and
+    the model is then refitted on all training frames with the chosen sigma.
+    """
     from mlffkit.models import GDML, select_sigma
 
     _set_threads(job["threads"])
     train, valid, test = job["train"], job["valid"], job["test"]
-    log(f"mlffkit: choosing sigma from {job['sigma_grid']} on {len(valid)} validation frames")
+    refit = valid is None
+    if refit:
+        n_fit = len(train) - job["n_valid"]
+        fit_part, valid = train.subset(range(n_fit)), train.subset(range(n_fit, len(train)))
+    else:
+        fit_part = train
+    log(
+        f"mlffkit: choosing sigma from {job['sigma_grid']}: {len(fit_part)} training, "
+        f"{len(valid)} validation frames"
+    )
     start = time.perf_counter()
     model, curve = select_sigma(
-        train,
+        fit_part,
         valid,
         job["sigma_grid"],
         model=GDML(sigma=job["sigma_grid"][0], lam=job["lam"], device=job["device"]),
         progress=job["progress"],
     )
     select_s = time.perf_counter() - start
+    if refit:
+        log(f"mlffkit: refitting on all {len(train)} frames with sigma {model.sigma:g}")
+        model = GDML(sigma=model.sigma, lam=job["lam"], device=job["device"]).fit(
+            train, progress=job["progress"]
+        )
     return {
         "sigma": float(model.sigma),
         "sigma_grid": [float(s) for s in curve.sigmas],
         "valid_force_mae_kcal_mol_A": [float(v) / job["kcal_per_mol"] for v in curve.force_mae],
         "n_valid": len(valid),
+        "n_selection_train": len(fit_part),
+        "refit": refit,
+        "n_train": len(train),
         "select_s": select_s,
         **_mlffkit_errors(model, test),
         "peak_rss_mb": peak_rss_mb(),
@@ -291,11 +317,13 @@ def load_frames(args):
             raise SystemExit(f"no data file at {path}; pass --train/--test (rMD17-style npz files)")
     n_valid = args.n_valid if args.select_sigma else 0
     full = load(args.train, labels=args.labels)
+    if args.n_train > len(full):
+        raise SystemExit(f"--n-train {args.n_train} exceeds the {len(full)} frames of {args.train}")
     if args.n_train + n_valid > len(full):
-        raise SystemExit(
-            f"--n-train {args.n_train} + --n-valid {n_valid} exceeds the {len(full)} frames of "
-            f"{args.train}; ask for fewer"
-        )
+        # no separate validation frames: select_sigma holds out part of the training frames
+        n_valid = 0
+        if args.n_valid >= args.n_train:
+            raise SystemExit(f"--n-valid {args.n_valid} must be below --n-train {args.n_train}")
     train = full.subset(range(args.n_train))
     valid = full.subset(range(args.n_train, args.n_train + n_valid)) if n_valid else None
     test = load(args.test, labels=args.labels)
@@ -359,8 +387,14 @@ def table(ref: dict | None, mine: dict, rat: dict | None) -> str:
 
 
 def selection_table(sel: dict) -> str:
+    how = (
+        f"held out of the training frames (fits on {sel['n_selection_train']}), then refitted "
+        f"on all {sel['n_train']}"
+        if sel["refit"]
+        else "separate from the training frames"
+    )
     lines = [
-        f"mlffkit with sigma chosen on {sel['n_valid']} validation frames "
+        f"mlffkit with sigma chosen on {sel['n_valid']} validation frames {how} "
         f"({sel['select_s']:.1f} s): sigma = {sel['sigma']:g}",
         f"{'sigma':>8s}  validation force MAE (kcal/mol/Å)",
     ]
@@ -479,7 +513,14 @@ def main(argv=None) -> int:
     if args.select_sigma:
         selected = in_child(
             "run_mlffkit_select",
-            {**job, "train": train, "valid": valid, "test": test, "sigma_grid": args.sigma_grid},
+            {
+                **job,
+                "train": train,
+                "valid": valid,
+                "test": test,
+                "sigma_grid": args.sigma_grid,
+                "n_valid": args.n_valid,
+            },
         )
     rat = ratios(mine, ref) if ref else None
 

@@ -144,6 +144,17 @@ def _bundled() -> list[DatasetEntry]:
             aliases=("cu_vacancy_emt", "cu"),
             **common,
         ),
+        DatasetEntry(
+            name="pt_cu100",
+            description="Pt adatom on a Cu(100) slab, periodic in x and y, MD frames labelled "
+            "with EMT (bundled)",
+            filename="pt_cu100_emt.npz",
+            level_of_theory="EMT",
+            citation=EMT_CITATION,
+            n_atoms=37,
+            aliases=("pt_cu100_emt",),
+            **common,
+        ),
     ]
 
 

@@ -147,7 +147,7 @@ def assemble_kernel(
     tile_numbers : int
         Working-set size of one tile, in float64 numbers (memory ~ 3× that in bytes × 8).
     callback : callable, optional
-        Called with the number of row frames finished after each row tile.
+        Called with the number of column frames finished after each column tile.
     """
     M, d, K = jac.shape
     G = perm_index.shape[0]
@@ -157,12 +157,14 @@ def assemble_kernel(
         raise ValueError(f"out has shape {tuple(out.shape)}; expected ({expected}, {expected})")
     ff = out[:n_force, :n_force].view(M, K, M, K) if not energies else None
     rows, cols = _tile_sizes(M, d, K, G, tile_numbers)
-    for i0 in range(0, M, rows):
-        i1 = min(M, i0 + rows)
-        for j0 in range(i0, M, cols):
-            j1 = min(M, j0 + cols)
-            x_cols = x[j0:j1][:, perm_index]
-            jac_cols = jac[j0:j1][:, perm_index]
+    # Column tiles outside: the permuted copies of a column tile (G times the Jacobians)
+    # are gathered once and reused for every row tile above the diagonal.
+    for j0 in range(0, M, cols):
+        j1 = min(M, j0 + cols)
+        x_cols = x[j0:j1][:, perm_index]
+        jac_cols = jac[j0:j1][:, perm_index]
+        for i0 in range(0, j1, rows):
+            i1 = min(j1, i0 + rows)
             t = kernel_tile(x[i0:i1], jac[i0:i1], x_cols, jac_cols, sigma, energies)
             if ff is not None:
                 ff[i0:i1, :, j0:j1, :] = t["ff"]
@@ -178,7 +180,7 @@ def assemble_kernel(
                 )
                 out[n_force + i0 : n_force + i1, n_force + j0 : n_force + j1] = t["ee"]
         if callback is not None:
-            callback(i1 - i0)
+            callback(j1 - j0)
 
 
 def force_field_kernel(

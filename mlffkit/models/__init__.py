@@ -1,9 +1,10 @@
 """Force-field models with one scikit-learn-style interface.
 
-===========  ===============================================================
-``GDML``     (s)GDML: kernel regression of forces, energies by integration
-``KRR``      kernel ridge regression of energies on a descriptor (baseline)
-===========  ===============================================================
+================  ====================================================================
+``GDML``          (s)GDML: kernel regression of forces, energies by integration
+``KRR``           kernel ridge regression of energies on a descriptor (baseline)
+``AutoDiffGDML``  GDML with any torch descriptor, kernel by automatic differentiation
+================  ====================================================================
 
 >>> from mlffkit.models import GDML, load_model, select_sigma
 >>> model = GDML(sigma=20).fit(train)                      # doctest: +SKIP
@@ -13,7 +14,9 @@
 >>> atoms.calc = model.calculator()                        # doctest: +SKIP
 """
 
+from mlffkit.models.autodiff_gdml import AutoDiffGDML
 from mlffkit.models.base import ForceFieldModel, TrainingRecord
+from mlffkit.models.bigdml import BIGDML
 from mlffkit.models.calculator import ModelCalculator
 from mlffkit.models.diagnostics import LabelWarning
 from mlffkit.models.gdml import GDML, kernel_bytes
@@ -22,6 +25,8 @@ from mlffkit.models.krr import KRR
 from mlffkit.models.selection import SigmaCurve, select_sigma
 
 __all__ = [
+    "AutoDiffGDML",
+    "BIGDML",
     "GDML",
     "KRR",
     "ForceFieldModel",

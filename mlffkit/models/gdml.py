@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
@@ -404,17 +403,18 @@ class GDML(ForceFieldModel):
                 )
                 matrix.flat[:: n + 1] += self.lam
                 bar.set_description("GDML solve (Cholesky)")
-                # The matrix is filled in its upper triangle (row-major); its transpose is
-                # a Fortran-ordered lower triangle, which LAPACK factorises in place.
-                try:
-                    factor = scipy.linalg.cho_factor(
-                        matrix.T, lower=True, overwrite_a=True, check_finite=False
-                    )
-                except np.linalg.LinAlgError as err:
-                    raise self._not_positive_definite() from err
-                coef = scipy.linalg.cho_solve(factor, labels.cpu().numpy(), check_finite=False)
-                del matrix, factor
-                return torch.as_tensor(coef, device=x.device)
+                # The matrix is filled in its upper triangle (row-major); its transpose is a
+                # column-major lower triangle, which LAPACK (torch's MKL build) factorises in
+                # place: no second n × n array. (SciPy's bundled OpenBLAS 0.3.30 was seen to
+                # crash in this factorisation for n = 27 000 on a busy machine.)
+                lower = torch.from_numpy(matrix).T
+                info = torch.empty((), dtype=torch.int32)
+                torch.linalg.cholesky_ex(lower, out=(lower, info))
+                if int(info) != 0:
+                    raise self._not_positive_definite()
+                coef = torch.cholesky_solve(labels.cpu()[:, None], lower, upper=False)[:, 0]
+                del matrix, lower
+                return coef.to(x.device)
             matrix = torch.empty((n, n), dtype=torch.float64, device=x.device)
             assemble_kernel(
                 matrix,

@@ -11,10 +11,12 @@ from mlffkit.models.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, ForceFieldMo
 
 
 def _model_types() -> dict[str, type[ForceFieldModel]]:
+    from mlffkit.models.autodiff_gdml import AutoDiffGDML
+    from mlffkit.models.bigdml import BIGDML
     from mlffkit.models.gdml import GDML
     from mlffkit.models.krr import KRR
 
-    return {cls.model_type: cls for cls in (GDML, KRR)}
+    return {cls.model_type: cls for cls in (GDML, KRR, AutoDiffGDML, BIGDML)}
 
 
 def load_model(path, **overrides) -> ForceFieldModel:
