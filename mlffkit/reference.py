@@ -364,7 +364,8 @@ def calculator_provenance(calc: Calculator) -> dict:
     elif isinstance(calc, PySCFCalculator):
         level, engine = f"{params['xc']}/{params['basis']}", "pyscf"
     else:
-        level, engine = str(getattr(calc, "name", cls)), type(calc).__module__.split(".")[0]
+        level = getattr(calc, "level_of_theory", None) or getattr(calc, "name", cls)
+        level, engine = str(level), type(calc).__module__.split(".")[0]
     return {
         "level_of_theory": level,
         "calculator": cls,

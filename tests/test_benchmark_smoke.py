@@ -78,3 +78,52 @@ def test_benchmark_trains_both_packages_on_the_same_frames(tmp_path):
     table = run.stdout
     assert "sgdml 1.0.3" in table and "force MAE (kcal/mol/Å)" in table and "symmetries" in table
     assert f"sigma = {best:g}" in table
+
+
+def test_selection_without_spare_frames_holds_out_and_refits(tmp_path):
+    """``--n-train`` = the whole training file: sigma is chosen on held-out training frames."""
+    train_file = _rmd17_file(tmp_path / "train.npz", np.r_[4:20])
+    test_file = _rmd17_file(tmp_path / "test.npz", np.r_[0:4])
+    out = tmp_path / "result.json"
+    args = [
+        sys.executable, str(SCRIPT), "--train", str(train_file), "--test", str(test_file),
+        "--n-train", "16", "--n-test", "4", "--threads", "1", "--repeats", "1", "--skip-sgdml",
+        "--select-sigma", "--n-valid", "4", "--sigma-grid", "2,5", "--json", str(out),
+        "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    selected = json.loads(out.read_text())["mlffkit_select_sigma"]
+    assert selected["refit"] and selected["n_selection_train"] == 12 and selected["n_train"] == 16
+    # the reported test error is that of the model refitted on all 16 frames
+    train = load(train_file, labels="old")
+    model = GDML(sigma=selected["sigma"]).fit(train, progress=False)
+    report = evaluate(model, load(test_file, labels="old"))
+    assert selected["force_mae_kcal_mol_A"] == pytest.approx(
+        report.force_mae / units.KCAL_PER_MOL, rel=1e-9
+    )
+
+
+def test_solver_benchmark_runs_and_cg_matches_dense(tmp_path):
+    out = tmp_path / "solvers.json"
+    args = [
+        sys.executable, str(ROOT / "benchmarks" / "kernel_solvers.py"), "--small", "20",
+        "--n-test", "10", "--ranks", "150", "--methods", "random,pivoted_cholesky",
+        "--skip-large", "--plain-max-iter", "10", "--tol", "1e-8", "--threads", "1",
+        "--lam", "1e-8", "--json", str(out), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    dense = rows["dense Cholesky"]
+    assert dense["solver"] == "cholesky" and dense["kernel_size"] == 20 * 27
+    plain = rows["CG, no preconditioner"]
+    assert plain["n_iter"] == 10 and not plain["converged"]
+    for label in ("CG, random", "CG, pivoted_cholesky"):
+        row = rows[label]
+        assert row["converged"] and row["n_iter"] < 100 and row["rank"] <= 150
+        assert len(row["residuals"]) == row["n_iter"] + 1
+        assert row["force_mae_meV_A"] == pytest.approx(dense["force_mae_meV_A"], rel=1e-3)
+    assert "dense Cholesky" in run.stdout and "steps" in run.stdout

@@ -4,6 +4,7 @@
 ``GDML``          (s)GDML: kernel regression of forces, energies by integration
 ``KRR``           kernel ridge regression of energies on a descriptor (baseline)
 ``AutoDiffGDML``  GDML with any torch descriptor, kernel by automatic differentiation
+``BIGDML``        periodic sGDML: minimum-image distances, the supercell's space group
 ================  ====================================================================
 
 >>> from mlffkit.models import GDML, load_model, select_sigma

@@ -92,6 +92,11 @@ class BIGDML(GDML):
 
     model_type = "BIGDML"
 
+    def display_name(self) -> str:
+        """``"BIGDML (G symmetries)"``, or ``"periodic GDML"`` without symmetries."""
+        n_perms = len(getattr(self, "permutations_", ()))
+        return f"BIGDML ({n_perms} symmetries)" if n_perms > 1 else "periodic GDML"
+
     def __init__(
         self,
         sigma,

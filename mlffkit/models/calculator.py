@@ -9,13 +9,24 @@ class ModelCalculator(Calculator):
     """ASE calculator giving a fitted model's energy (eV) and forces (eV/Å).
 
     Use it like any ASE calculator (geometry optimisation, MD with
-    :mod:`mlffkit.md`); the atoms must be the molecule the model was trained on,
-    in the same order, without periodic boundary conditions.
+    :mod:`mlffkit.md`); the atoms must be the system the model was trained on, with
+    the same atoms in the same order. Molecular models (GDML, KRR, AutoDiffGDML)
+    take isolated molecules, without periodic boundary conditions; a
+    :class:`~mlffkit.models.BIGDML` model takes frames of its training supercell
+    (same cell, same periodic directions, positions wrapped or not). The model
+    checks this and raises a ValueError for anything else.
 
     Parameters
     ----------
     model : ForceFieldModel
         A fitted model.
+
+    Attributes
+    ----------
+    level_of_theory : str
+        What the calculator computes, for provenance and MD reports
+        (:func:`mlffkit.md.calculator_name`): the model's display name, e.g.
+        ``"sGDML (6 symmetries) (mlffkit)"``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -23,6 +34,11 @@ class ModelCalculator(Calculator):
     def __init__(self, model, **kwargs):
         super().__init__(**kwargs)
         self.model = model
+
+    @property
+    def level_of_theory(self) -> str:
+        # a property, not a copy taken at construction, so that it follows a refitted model
+        return f"{self.model.display_name()} (mlffkit)"
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -412,7 +412,9 @@ class GDML(ForceFieldModel):
                 torch.linalg.cholesky_ex(lower, out=(lower, info))
                 if int(info) != 0:
                     raise self._not_positive_definite()
-                coef = torch.cholesky_solve(labels.cpu()[:, None], lower, upper=False)[:, 0]
+                # two triangular solves read the factor in place (cholesky_solve copies it)
+                half = torch.linalg.solve_triangular(lower, labels.cpu()[:, None], upper=False)
+                coef = torch.linalg.solve_triangular(lower.mT, half, upper=True)[:, 0]
                 del matrix, lower
                 return coef.to(x.device)
             matrix = torch.empty((n, n), dtype=torch.float64, device=x.device)
