@@ -205,16 +205,17 @@ def run_mlffkit(job: dict) -> dict:
     train, test = job["train"], job["test"]
     log(f"mlffkit: training on {len(train)} frames (symmetry search included)")
     start = time.perf_counter()
-    model = GDML(sigma=job["sigma"], lam=job["lam"], device=job["device"]).fit(
-        train, progress=job["progress"]
-    )
+    model = GDML(
+        sigma=job["sigma"], lam=job["lam"], device=job["device"], solver=job["solver"]
+    ).fit(train, progress=job["progress"])
     fit_s = time.perf_counter() - start
     log("mlffkit: predicting")
     predict_s = best_time(lambda: model.predict(test), job["repeats"])
     gpu_mb = torch.cuda.max_memory_allocated() / 1024**2 if job["device"] != "cpu" else None
     return {
         "package": f"mlffkit {mlffkit.__version__}",
-        "solver": model.solver,
+        "solver": model.solver_info_["solver"],
+        "solver_info": model.solver_info_,
         "task_s": None,
         "train_s": fit_s,
         "fit_total_s": fit_s,
@@ -373,6 +374,7 @@ def table(ref: dict | None, mine: dict, rat: dict | None) -> str:
         ("energy MAE (kcal/mol)", "energy_mae_kcal_mol", ".4f", None),
         ("force MAE (kcal/mol/Å)", "force_mae_kcal_mol_A", ".4f", "force_mae"),
         ("symmetries", "n_symmetries", "d", None),
+        ("solver", "solver", "s", None),
     ]
     ref_name = ref["package"] if ref else "sgdml (skipped)"
     lines = [f"{'':24s}{ref_name:>14s}{mine['package']:>15s}{'ratio':>9s}{'target':>9s}  met"]
@@ -451,6 +453,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lam", type=float, default=1e-10, help="ridge regularisation, both packages")
     p.add_argument("--threads", type=int, default=_cores(), help="threads/processes")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--solver",
+        choices=("auto", "cholesky", "cg"),
+        default="auto",
+        help="mlffkit's solver (auto: Cholesky while the kernel fits in memory)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="prediction timing: best of N")
     p.add_argument("--skip-sgdml", action="store_true", help="run mlffkit only")
     p.add_argument(
@@ -494,6 +502,7 @@ def main(argv=None) -> int:
         "lam": args.lam,
         "threads": args.threads,
         "device": args.device,
+        "solver": args.solver,
         "repeats": args.repeats,
         "progress": not args.no_progress,
         "kcal_per_mol": units.KCAL_PER_MOL,

@@ -330,7 +330,7 @@ class GDMLKernelOperator:
         self._use_cache = 16 * M * M * perm_index.shape[0] <= cache_bytes
         self._factors: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _pair_factors(self, i0: int, i1: int, store: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair_factors(self, i0: int, i1: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``e = exp(-a rho)`` and ``w1 = (1 + a rho) e`` between rows ``i0:i1`` and all (j, P)."""
         if (i0, i1) in self._factors:
             return self._factors[(i0, i1)]
@@ -341,15 +341,28 @@ class GDMLKernelOperator:
         ar.clamp_min_(0.0).sqrt_().mul_(a)
         e = torch.exp(-ar)
         w1 = ar.add_(1.0).mul_(e)
-        if store and self._use_cache:
+        if self._use_cache:
             self._factors[(i0, i1)] = (e, w1)
         return e, w1
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``K @ V`` for ``V`` of shape ``(n, r)``."""
-        M, d, K = self.n_frames, self.n_desc, self.n_comp
+        """``K @ V`` for ``V`` of shape ``(n, r)``.
+
+        Wide blocks (``r`` above the descriptor length ``d``, e.g. in the subspace
+        iteration of the ``"eig"`` preconditioner) go through in slices of ``d`` vectors,
+        so that every row chunk keeps its size and its cached kernel factors.
+        """
         if V.ndim != 2 or V.shape[0] != self.shape[0]:
             raise ValueError(f"V must have shape ({self.shape[0]}, r), got {tuple(V.shape)}")
+        d = self.n_desc
+        if V.shape[1] <= d:
+            return self._matmat_narrow(V)
+        return torch.cat(
+            [self._matmat_narrow(V[:, c : c + d]) for c in range(0, V.shape[1], d)], dim=1
+        )
+
+    def _matmat_narrow(self, V: torch.Tensor) -> torch.Tensor:
+        M, d, K = self.n_frames, self.n_desc, self.n_comp
         r = V.shape[1]
         a = math.sqrt(5.0) / self.sigma
         vd = torch.einsum("mdk,mkr->mdr", self.jac, V.reshape(M, K, r))  # J_j V_j
@@ -359,14 +372,10 @@ class GDMLKernelOperator:
         v_dfirst = vd.permute(1, 0, 2).reshape(d, rows * r)
         xv = torch.einsum("md,mdr->mr", self._x_perm, vd)  # x_j . v_j
         out = torch.empty((M, K, r), dtype=V.dtype, device=V.device)
-        # a fixed chunk of rows (the cache is keyed by it), narrower for many vectors
-        chunk = max(1, self.chunk_numbers // (rows * d))
-        if r > d:
-            chunk = max(1, chunk * d // r)
+        chunk = max(1, self.chunk_numbers // (rows * d))  # fixed: the cache is keyed by it
         for i0 in range(0, M, chunk):
             i1 = min(M, i0 + chunk)
-            # wide blocks of vectors (preconditioner builds) have their own chunks: not cached
-            e, w1 = self._pair_factors(i0, i1, store=r <= d)
+            e, w1 = self._pair_factors(i0, i1)
             xb = self.x[i0:i1]
             f = (w1 @ v_flat).view(-1, d, r)
             s = (xb @ v_dfirst).view(-1, rows, r) - xv[None]  # u_j . v_j, (b, M G, r)
