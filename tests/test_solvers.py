@@ -152,3 +152,13 @@ def test_gdml_auto_picks_cg_over_the_memory_budget(ethanol):
 def test_gdml_cg_refuses_energy_constraints(ethanol):
     with pytest.raises(ValueError, match="cholesky"):
         GDML(sigma=SIGMA, solver="cg", use_energies_constraint=True).fit(ethanol[:5])
+
+
+@pytest.mark.gpu
+def test_cg_solver_on_cuda_matches_cpu(ethanol):
+    train, test = ethanol[:20], load("ethanol_gfn2")[100:105]
+    params = dict(sigma=SIGMA, lam=1e-8, solver="cg", rank=200, tol=1e-9)
+    cpu = GDML(**params).fit(train, progress=False)
+    gpu = GDML(**params, device="cuda").fit(train, progress=False)
+    assert gpu.solver_info_["converged"]
+    assert np.allclose(cpu.predict(test)[1], gpu.predict(test)[1], atol=1e-6)
