@@ -25,8 +25,9 @@ class ModelCalculator(Calculator):
     ----------
     level_of_theory : str
         What the calculator computes, for provenance and MD reports
-        (:func:`mlffkit.md.calculator_name`): the model's display name, e.g.
-        ``"sGDML (6 symmetries) (mlffkit)"``.
+        (:func:`mlffkit.md.calculator_name`): by default the model's display name,
+        e.g. ``"sGDML (6 symmetries) (mlffkit)"``, read when asked (so it follows a
+        refitted model); assign a string to describe it better (e.g. its training data).
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -34,11 +35,17 @@ class ModelCalculator(Calculator):
     def __init__(self, model, **kwargs):
         super().__init__(**kwargs)
         self.model = model
+        self._level_of_theory: str | None = None
 
     @property
     def level_of_theory(self) -> str:
-        # a property, not a copy taken at construction, so that it follows a refitted model
+        if self._level_of_theory is not None:
+            return self._level_of_theory
         return f"{self.model.display_name()} (mlffkit)"
+
+    @level_of_theory.setter
+    def level_of_theory(self, value: str) -> None:
+        self._level_of_theory = str(value)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
