@@ -245,6 +245,37 @@ def close_group(perms, max_size: int | None = None) -> np.ndarray | None:
     return np.array(list(group), dtype=np.int64)
 
 
+def resolve_permutations(spec, numbers, find_auto, auto_meaning: str = "found from the data"):
+    """The permutation group a model's ``permutations`` parameter asks for.
+
+    Parameters
+    ----------
+    spec : "auto", None, "none" or array_like of int (n_perms, n_atoms)
+        ``"auto"``: ``find_auto()``; None or ``"none"``: the identity alone; an array:
+        these permutations (or generators of a group), checked by :func:`check_permutations`.
+    numbers : array_like of int, shape (n_atoms,)
+        Atomic numbers.
+    find_auto : callable
+        ``() -> (n_perms, n_atoms)`` the model's own symmetry search.
+    auto_meaning : str
+        What ``"auto"`` means for this model, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_perms, n_atoms)
+    """
+    if spec is None or (isinstance(spec, str) and spec == "none"):
+        return np.arange(len(numbers))[None]
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise ValueError(
+                f"permutations={spec!r} is not understood; use 'auto' ({auto_meaning}), None "
+                "(or 'none'), or an integer array of shape (n_perms, n_atoms)"
+            )
+        return find_auto()
+    return check_permutations(spec, numbers)
+
+
 def check_permutations(perms, numbers) -> np.ndarray:
     """Validate user-given permutations and close them into a group.
 

@@ -36,10 +36,10 @@ from mlffkit.kernels.autodiff import (
     make_kernel,
 )
 from mlffkit.models.base import ForceFieldModel
-from mlffkit.models.diagnostics import check_energy_force_consistency
+from mlffkit.models.diagnostics import fit_integration_constant
 from mlffkit.models.gdml import _available_memory
 from mlffkit.solvers import METHODS
-from mlffkit.symmetry import check_permutations, find_permutations
+from mlffkit.symmetry import find_permutations, resolve_permutations
 
 SOLVERS = ("cholesky", "cg")
 BUILTIN_DESCRIPTORS = ("inverse_distances", "exp_distances", "coulomb_matrix")
@@ -230,21 +230,9 @@ class AutoDiffGDML(ForceFieldModel):
 
         energies = train.energies
         self.has_energy_reference_ = energies is not None
-        self.diagnostics_ = {
-            "energy_force_slope": float("nan"),
-            "energy_force_correlation": float("nan"),
-        }
-        if energies is not None:
-            integrated = self._integrate(train.positions, progress=False)[0]
-            self.diagnostics_ = check_energy_force_consistency(energies, integrated)
-            self.integration_constant_ = float(np.mean(energies - integrated))
-        else:
-            self.integration_constant_ = 0.0
-            warnings.warn(
-                "the training set has no energies: predicted energies are defined only up to "
-                "a constant (differences are meaningful, absolute values are not)",
-                stacklevel=2,
-            )
+        self.integration_constant_, self.diagnostics_ = fit_integration_constant(
+            energies, lambda: self._integrate(train.positions, progress=False)[0]
+        )
         self._record_training(train)
         return self
 
@@ -284,17 +272,12 @@ class AutoDiffGDML(ForceFieldModel):
             )
 
     def _resolve_permutations(self, positions: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        spec = self.permutations
-        if spec is None or (isinstance(spec, str) and spec == "none"):
-            return np.arange(len(numbers))[None]
-        if isinstance(spec, str):
-            if spec != "auto":
-                raise ValueError(
-                    f"permutations={spec!r} is not understood; use 'auto', None (or 'none'), or an "
-                    "integer array of shape (n_perms, n_atoms)"
-                )
-            return find_permutations(positions, numbers)
-        return check_permutations(spec, numbers)
+        return resolve_permutations(
+            self.permutations,
+            numbers,
+            lambda: find_permutations(positions, numbers),
+            "the molecule's graph automorphisms",
+        )
 
     def _descriptor_function(self, numbers) -> Descriptor:
         if isinstance(self.descriptor, str):

@@ -32,7 +32,7 @@ from mlffkit.descriptors.frames import check_atom_count, check_numbers, frames_f
 from mlffkit.descriptors.periodic import MinimumImage
 from mlffkit.models.base import as_dataset
 from mlffkit.models.gdml import GDML
-from mlffkit.symmetry import check_permutations
+from mlffkit.symmetry import resolve_permutations
 
 #: cells that differ by less than this (Å, per component) are the same cell
 _CELL_ATOL = 1e-6
@@ -185,19 +185,14 @@ class BIGDML(GDML):
             )
 
     def _resolve_permutations(self, positions: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        spec = self.permutations
-        if spec is None or (isinstance(spec, str) and spec == "none"):
-            return np.arange(len(numbers))[None]
-        if isinstance(spec, str):
-            if spec != "auto":
-                raise ValueError(
-                    f"permutations={spec!r} is not understood; use 'auto' (the supercell's space "
-                    "group), None (or 'none'), or an integer array of shape (n_perms, n_atoms)"
-                )
-            return find_crystal_permutations(
+        return resolve_permutations(
+            self.permutations,
+            numbers,
+            lambda: find_crystal_permutations(
                 positions, numbers, self.cell_, self.pbc_, tol=self.symmetry_tol
-            )
-        return check_permutations(spec, numbers)
+            ),
+            "the supercell's space group",
+        )
 
     def _descriptor(self, positions):
         """Minimum-image inverse distances in the training cell and their Jacobian."""

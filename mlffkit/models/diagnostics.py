@@ -23,7 +23,9 @@ class LabelWarning(UserWarning):
     """Training labels look inconsistent (forces vs. energies)."""
 
 
-def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray) -> dict:
+def check_energy_force_consistency(
+    reference: np.ndarray, integrated: np.ndarray, stacklevel: int = 3
+) -> dict:
     """Compare reference energies with the energies a force-trained model integrates.
 
     Parameters
@@ -32,6 +34,8 @@ def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray
         Reference energies of the training frames, eV.
     integrated : numpy.ndarray, shape (n,)
         The model's energies for them (without the integration constant), eV.
+    stacklevel : int
+        Of the warnings (3: the caller of the function that calls this one).
 
     Returns
     -------
@@ -61,7 +65,7 @@ def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray
             "frames and level of theory, and look for duplicated or corrupt frames (with few "
             "training frames or a poor sigma this can also be chance)",
             LabelWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     elif slope < 0:
         warnings.warn(
@@ -69,7 +73,7 @@ def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray
             f"energies (slope {slope:.2f}): the 'forces' are probably energy gradients. Check "
             "their sign (forces = -dE/dr)",
             LabelWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     elif not 1 / UNIT_TOLERANCE < slope < UNIT_TOLERANCE:
         warnings.warn(
@@ -77,6 +81,46 @@ def check_energy_force_consistency(reference: np.ndarray, integrated: np.ndarray
             f"factor of about {slope:.2f}: energies and forces may be in different units "
             "(e.g. kcal/mol vs eV, Bohr vs Å); check the units passed to mlffkit.data.load",
             LabelWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return {"energy_force_slope": slope, "energy_force_correlation": corr}
+
+
+NO_DIAGNOSTICS = {"energy_force_slope": float("nan"), "energy_force_correlation": float("nan")}
+
+
+def fit_integration_constant(energies, integrated_fn) -> tuple[float, dict]:
+    """The energy offset of a force-trained model, and its label diagnostics.
+
+    Parameters
+    ----------
+    energies : numpy.ndarray, shape (n,), or None
+        Reference energies of the training frames, eV (None: none available).
+    integrated_fn : callable
+        ``() -> (n,)`` the model's integrated energies of the training frames, eV; called
+        only when there are reference energies.
+
+    Returns
+    -------
+    constant : float
+        ``mean(energies - integrated)``, eV; 0 without energies.
+    diagnostics : dict
+        From :func:`check_energy_force_consistency` (NaN entries without energies).
+
+    Warns
+    -----
+    UserWarning
+        Without energies: predicted energies are then defined only up to a constant.
+    LabelWarning
+        As :func:`check_energy_force_consistency`.
+    """
+    if energies is None:
+        warnings.warn(
+            "the training set has no energies: predicted energies are defined only up to "
+            "a constant (differences are meaningful, absolute values are not)",
+            stacklevel=3,
+        )
+        return 0.0, dict(NO_DIAGNOSTICS)
+    integrated = integrated_fn()
+    diagnostics = check_energy_force_consistency(energies, integrated, stacklevel=4)
+    return float(np.mean(energies - integrated)), diagnostics

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from mlffkit.descriptors.inverse_distances import inverse_distances, pair_permutation
 from mlffkit.kernels.gdml import GDMLKernelOperator, assemble_kernel, predict_descriptor_space
 from mlffkit.models.base import ForceFieldModel
-from mlffkit.models.diagnostics import check_energy_force_consistency
+from mlffkit.models.diagnostics import NO_DIAGNOSTICS, fit_integration_constant
 from mlffkit.solvers import METHODS, conjugate_gradients, matvec_with_ridge, nystrom_preconditioner
-from mlffkit.symmetry import check_permutations, find_permutations
+from mlffkit.symmetry import find_permutations, resolve_permutations
 
 SOLVERS = ("auto", "cholesky", "cg")
 #: share of the available memory the dense kernel may take before ``solver="auto"`` picks CG
@@ -236,22 +236,11 @@ class GDML(ForceFieldModel):
         self._build_predictor(x, jac)
 
         self.has_energy_reference_ = energies is not None
-        self.diagnostics_ = {
-            "energy_force_slope": float("nan"),
-            "energy_force_correlation": float("nan"),
-        }
         if self.use_energies_constraint:
-            self.integration_constant_ = e_mean
-        elif energies is not None:
-            integrated = self._integrate(train.positions, progress=False)[0]
-            self.diagnostics_ = check_energy_force_consistency(energies, integrated)
-            self.integration_constant_ = float(np.mean(energies - integrated))
+            self.integration_constant_, self.diagnostics_ = e_mean, dict(NO_DIAGNOSTICS)
         else:
-            self.integration_constant_ = 0.0
-            warnings.warn(
-                "the training set has no energies: predicted energies are defined only up to "
-                "a constant (differences are meaningful, absolute values are not)",
-                stacklevel=2,
+            self.integration_constant_, self.diagnostics_ = fit_integration_constant(
+                energies, lambda: self._integrate(train.positions, progress=False)[0]
             )
         self._record_training(train)
         return self
@@ -283,17 +272,12 @@ class GDML(ForceFieldModel):
             )
 
     def _resolve_permutations(self, positions: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        spec = self.permutations
-        if spec is None or (isinstance(spec, str) and spec == "none"):
-            return np.arange(len(numbers))[None]
-        if isinstance(spec, str):
-            if spec != "auto":
-                raise ValueError(
-                    f"permutations={spec!r} is not understood; use 'auto', None (or 'none'), or an "
-                    "integer array of shape (n_perms, n_atoms)"
-                )
-            return find_permutations(positions, numbers)
-        return check_permutations(spec, numbers)
+        return resolve_permutations(
+            self.permutations,
+            numbers,
+            lambda: find_permutations(positions, numbers),
+            "the molecule's graph automorphisms",
+        )
 
     def _descriptor(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The kernel's descriptor ``(n, d)`` and its Jacobian ``(n, d, N, 3)`` at positions (Å).
