@@ -26,6 +26,7 @@ class ErrorReport:
     ----------
     model_name, dataset_name : str
     n_frames, n_atoms : int
+        Frames, and atoms per frame (the largest, when frames differ in size).
     energy_mae, energy_rmse : float or None
         eV; None when the dataset has no energies or the model knows energies
         only up to a constant (trained without them).
@@ -34,7 +35,7 @@ class ErrorReport:
     energies_ref, energies_pred : numpy.ndarray, shape (n_frames,) or None
         eV.
     forces_ref, forces_pred : numpy.ndarray, shape (n_frames, n_atoms, 3)
-        eV/Å.
+        eV/Å; ``(total_atoms, 3)`` when the frames differ in size.
     """
 
     model_name: str
@@ -120,21 +121,26 @@ def evaluate(
     if not allow_training_frames:
         model.check_not_trained_on(dataset)
     e_pred, f_pred = model.predict(dataset, progress=progress)
-    f_err = f_pred - dataset.forces
+    if isinstance(f_pred, list):  # frames of different sizes (neural models): compare atom-wise
+        f_pred = np.concatenate(f_pred)
+        f_ref = dataset.flat_forces
+    else:
+        f_ref = dataset.forces
+    f_err = f_pred - f_ref
     has_e = dataset.energies is not None and getattr(model, "has_energy_reference_", True)
     e_err = e_pred - dataset.energies if has_e else None
     return ErrorReport(
         model_name=model.display_name() if hasattr(model, "display_name") else type(model).__name__,
         dataset_name=dataset.name,
         n_frames=len(dataset),
-        n_atoms=int(dataset.n_atoms[0]),
+        n_atoms=int(dataset.n_atoms.max()),
         energy_mae=float(np.mean(np.abs(e_err))) if has_e else None,
         energy_rmse=float(np.sqrt(np.mean(e_err**2))) if has_e else None,
         force_mae=float(np.mean(np.abs(f_err))),
         force_rmse=float(np.sqrt(np.mean(f_err**2))),
         energies_ref=dataset.energies.copy() if has_e else None,
         energies_pred=e_pred if has_e else None,
-        forces_ref=dataset.forces.copy(),
+        forces_ref=f_ref.copy(),
         forces_pred=f_pred,
     )
 

@@ -183,3 +183,29 @@ def test_sigma_grid_parsing():
     assert parse_sigma_grid("2, 5,10,") == [2.0, 5.0, 10.0]
     with pytest.raises(ValueError, match="positive"):
         parse_sigma_grid("")
+
+
+def test_schnet_trains_tests_saves_and_resumes(tmp_path, capsys):
+    from mlffkit.models import SchNet
+
+    ckpt = tmp_path / "run.ckpt"
+    small = ["--model", "schnet", "--n-train", "12", "--n-valid", "4", "--features", "8",
+             "--interactions", "1", "--batch-size", "4", "--checkpoint", str(ckpt)]
+    rc, out = _train(tmp_path, *small, "--epochs", "2")
+    text = capsys.readouterr().out
+    assert rc == 0 and ckpt.exists() and split_path(out).exists()
+    assert "trained SchNet (8 features, 1 interactions) on 12 frames" in text
+    model = load_model(out)
+    assert isinstance(model, SchNet) and len(model.history_) == 2
+    test = Split.load(split_path(out)).apply(load(DATA))[2]
+    assert evaluate(model, test).force_mae * 1e3 == pytest.approx(
+        _printed(text, "forces", "meV/Å"), abs=0.01
+    )
+    # an existing checkpoint is continued only when asked
+    assert _train(tmp_path, *small, "--epochs", "3", "--overwrite")[0] == 2
+    assert "resume=True" in capsys.readouterr().err
+    rc, out = _train(tmp_path, *small, "--epochs", "3", "--overwrite", "--resume")
+    assert rc == 0 and len(load_model(out).history_) == 3
+    # kernel options make no sense for a network
+    assert _train(tmp_path, "--model", "schnet", "--sigma", "5")[0] == 2
+    assert "kernel options" in capsys.readouterr().err

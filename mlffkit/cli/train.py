@@ -1,4 +1,4 @@
-"""``mlffkit train``: split a dataset, choose sigma, train a kernel model, test it, save it.
+"""``mlffkit train``: split a dataset, train a kernel or neural model, test it, save it.
 
 Examples
 --------
@@ -8,6 +8,8 @@ Examples
     mlffkit train ethanol --model sgdml --n-train 200 --sigma 10 --n-test 1000 -o sgdml.npz
     mlffkit train md17_ethanol --model gdml --n-train 1000 --sigma-grid 10,20,40 -o gdml.npz
     mlffkit train ethanol --model krr --n-train 1000 -o ethanol_krr.npz
+    mlffkit train ethanol --model schnet --n-train 1000 --n-valid 100 --epochs 500 -o schnet.npz
+    mlffkit train ethanol --model schnet ... --checkpoint schnet.ckpt --resume   # continue a run
 
 The split is written next to the model (``sgdml.npz`` → ``sgdml.split.json``), so that
 ``mlffkit evaluate sgdml.npz ethanol --split sgdml.split.json`` tests the same frames.
@@ -21,7 +23,9 @@ from pathlib import Path
 
 from mlffkit.cli.data import _add_load_options, _load
 
-MODELS = ("sgdml", "gdml", "krr")
+MODELS = ("sgdml", "gdml", "krr", "schnet")
+#: models trained by gradient descent (epochs, validation frames for early stopping)
+NEURAL_MODELS = ("schnet",)
 #: sigmas tried when GDML is trained without --sigma (descriptor units, 1/Å)
 DEFAULT_SIGMA_GRID = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 #: validation frames drawn when sigma is chosen and --n-valid is not given
@@ -70,6 +74,27 @@ def make_model(kind: str, sigma=None, lam: float | None = None, device: str = "c
     raise ValueError(f"unknown model {kind!r}; use one of {MODELS}")
 
 
+def make_neural_model(kind: str, args):
+    """An unfitted neural model of ``kind`` from the command-line options."""
+    from mlffkit.models import SchNet
+
+    if kind != "schnet":
+        raise ValueError(f"unknown neural model {kind!r}; use one of {NEURAL_MODELS}")
+    return SchNet(
+        n_features=args.features,
+        n_interactions=args.interactions,
+        cutoff=args.cutoff,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        max_time_s=None if args.max_time is None else 60.0 * args.max_time,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+    )
+
+
 def split_path(model_path) -> Path:
     """Where the split of a model file goes: ``model.npz`` → ``model.split.json``."""
     model_path = Path(model_path)
@@ -79,11 +104,12 @@ def split_path(model_path) -> Path:
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a GDML/sGDML or KRR model, test it on held-out frames and save it",
+        help="train a GDML/sGDML, KRR or SchNet model, test it on held-out frames and save it",
         description=(
             "Split a dataset into training, validation and test frames, choose the kernel "
-            "length scale on the validation frames (or take --sigma), train, print the test "
-            "errors in meV and kcal/mol, and save the model (.npz) with its split (.split.json)."
+            "length scale on the validation frames (or take --sigma) or train a network with "
+            "early stopping on them, print the test errors in meV and kcal/mol, and save the "
+            "model (.npz) with its split (.split.json)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -113,7 +139,21 @@ def register(sub) -> None:
     p.add_argument(
         "--split", default=None, help="use the frames of this split file instead of drawing one"
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (or auto for neural models)")
+    nn = p.add_argument_group("neural models (--model schnet)")
+    nn.add_argument("--epochs", type=int, default=1000, help="most passes over the training data")
+    nn.add_argument("--batch-size", type=int, default=10, help="structures per step")
+    nn.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (Adam)")
+    nn.add_argument("--patience", type=int, default=100, help="early-stopping patience, epochs")
+    nn.add_argument("--features", type=int, default=64, help="atom feature width")
+    nn.add_argument("--interactions", type=int, default=3, help="interaction blocks")
+    nn.add_argument("--cutoff", type=float, default=5.0, help="cutoff radius, Å")
+    nn.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    nn.add_argument("--max-time", type=float, default=None, help="stop training after N minutes")
+    nn.add_argument("--checkpoint", default=None, help="training-state file written every epoch")
+    nn.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_load_options(p)
@@ -128,6 +168,8 @@ def _sigma_plan(args) -> tuple[float | None, list[float] | None]:
         return None, parse_sigma_grid(args.sigma_grid)
     if args.model == "krr":
         return None, None
+    if args.model in NEURAL_MODELS:
+        return None, None
     return None, list(DEFAULT_SIGMA_GRID)
 
 
@@ -136,7 +178,8 @@ def _make_split(args, ds, grid):
 
     if args.split is not None:
         return Split.load(args.split)
-    n_valid = args.n_valid if args.n_valid is not None else (DEFAULT_N_VALID if grid else 0)
+    wants_valid = grid or args.model in NEURAL_MODELS
+    n_valid = args.n_valid if args.n_valid is not None else (DEFAULT_N_VALID if wants_valid else 0)
     if grid and n_valid == 0:
         raise ValueError(
             "choosing sigma needs validation frames: pass --n-valid N (e.g. 100), or a fixed --sigma"
@@ -157,10 +200,14 @@ def _print_curve(curve) -> None:
 
 
 def _run(args) -> int:
-    from mlffkit.evaluation import evaluate
     from mlffkit.fileio import check_writable
     from mlffkit.models import select_sigma
 
+    neural = args.model in NEURAL_MODELS
+    if neural and (args.sigma is not None or args.sigma_grid is not None or args.lam is not None):
+        raise ValueError(f"--sigma, --sigma-grid and --lam are kernel options; {args.model} has none")
+    if args.resume and args.checkpoint is None:
+        raise ValueError("--resume continues the run in --checkpoint FILE; name the file")
     output = Path(args.output)
     if output.suffix != ".npz":
         raise ValueError(f"model files are .npz; name the output e.g. {output.stem}.npz")
@@ -186,9 +233,20 @@ def _run(args) -> int:
         f"{split.valid.size} valid, {split.test.size} test"
     )
 
-    template = make_model(args.model, sigma, args.lam, args.device)
     progress = not args.no_progress
     start = time.perf_counter()
+    if neural:
+        model = make_neural_model(args.model, args).fit(
+            train, valid, checkpoint=args.checkpoint, resume=args.resume, progress=progress
+        )
+        history = model.history_
+        print(
+            f"trained {model.display_name()} on {len(train)} frames in "
+            f"{time.perf_counter() - start:.1f} s: {len(history)} epochs, stopped by "
+            f"{history.stopped_because}, kept epoch {history.best_epoch}"
+        )
+        return _test_and_save(model, test, split, output, split_file, args, progress)
+    template = make_model(args.model, sigma, args.lam, args.device)
     try:
         if grid:
             print(f"choosing sigma among {', '.join(f'{s:g}' for s in grid)} on the validation set")
@@ -204,6 +262,11 @@ def _run(args) -> int:
     if args.model == "sgdml":
         what += f", {len(model.permutations_)} symmetries"
     print(f"trained {what}) on {len(train)} frames in {fit_s:.1f} s")
+    return _test_and_save(model, test, split, output, split_file, args, progress)
+
+
+def _test_and_save(model, test, split, output, split_file, args, progress: bool) -> int:
+    from mlffkit.evaluation import evaluate
 
     report = evaluate(model, test, progress=progress)
     print(report)

@@ -5,6 +5,7 @@
 ``KRR``           kernel ridge regression of energies on a descriptor (baseline)
 ``AutoDiffGDML``  GDML with any torch descriptor, kernel by automatic differentiation
 ``BIGDML``        periodic sGDML: minimum-image distances, the supercell's space group
+``SchNet``        message passing with continuous filters (molecules and materials)
 ================  ====================================================================
 
 >>> from mlffkit.models import GDML, load_model, select_sigma
@@ -23,6 +24,8 @@ from mlffkit.models.diagnostics import LabelWarning
 from mlffkit.models.gdml import GDML, kernel_bytes
 from mlffkit.models.io import load_model
 from mlffkit.models.krr import KRR
+from mlffkit.models.neural import NeuralCalculator, NeuralForceField
+from mlffkit.models.schnet import SchNet
 from mlffkit.models.selection import SigmaCurve, select_sigma
 
 __all__ = [
@@ -33,6 +36,9 @@ __all__ = [
     "ForceFieldModel",
     "LabelWarning",
     "ModelCalculator",
+    "NeuralCalculator",
+    "NeuralForceField",
+    "SchNet",
     "SigmaCurve",
     "TrainingRecord",
     "kernel_bytes",

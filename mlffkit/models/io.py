@@ -15,8 +15,9 @@ def _model_types() -> dict[str, type[ForceFieldModel]]:
     from mlffkit.models.bigdml import BIGDML
     from mlffkit.models.gdml import GDML
     from mlffkit.models.krr import KRR
+    from mlffkit.models.schnet import SchNet
 
-    return {cls.model_type: cls for cls in (GDML, KRR, AutoDiffGDML, BIGDML)}
+    return {cls.model_type: cls for cls in (GDML, KRR, AutoDiffGDML, BIGDML, SchNet)}
 
 
 def load_model(path, **overrides) -> ForceFieldModel:
