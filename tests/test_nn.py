@@ -328,3 +328,43 @@ def test_one_model_for_molecules_of_different_sizes():
     assert np.isfinite(report.force_mae) and report.n_atoms == 21
     with pytest.raises(ValueError, match="bare positions"):
         model.predict(test[0].positions)
+
+
+def test_load_model_restores_tuples_and_can_switch_to_float64(small_data, tmp_path):
+    from mlffkit.models import GeometricAttention
+
+    train, valid, test = small_data
+    model = GeometricAttention(n_features=8, n_layers=1, n_rbf=8, max_epochs=1,
+                               device="cpu").fit(train, valid, progress=False)
+    again = load_model(model.save(tmp_path / "att.npz"), dtype="float64")
+    assert again.orders == (2, 3, 4) and again.dtype_ == torch.float64
+    np.testing.assert_allclose(again.predict(test)[1], model.predict(test)[1], atol=1e-4)
+    with pytest.raises(ValueError, match="can change only"):
+        load_model(tmp_path / "att.npz", n_features=16)
+
+
+def test_schnet_filters_vanish_at_the_cutoff():
+    pot = SchNetPotential(n_features=8, n_interactions=2, cutoff=4.0, n_rbf=8)
+    r = torch.tensor([0.5, 2.0, 3.999, 4.0, 6.0])
+    w = pot.filters(r, interaction=1).detach()
+    assert w.shape == (5, 8)
+    assert w[0].abs().max() > 1e-3 and w[3:].abs().max() == 0
+    assert w[2].abs().max() < 1e-4
+
+
+def test_kernel_models_refuse_a_validation_set_in_fit(small_data):
+    from mlffkit.models import GDML
+
+    train, valid, _ = small_data
+    with pytest.raises(ValueError, match="select_sigma"):
+        GDML(sigma=10).fit(train, valid)
+
+
+def test_graph_data_does_not_share_memory_with_the_dataset(small_data):
+    train, _, _ = small_data
+    before = train.energies.copy(), train.flat_positions.copy()
+    data = GraphData(train, 5.0, dtype=torch.float64)
+    data.energies.zero_()
+    data.positions.zero_()
+    np.testing.assert_array_equal(train.energies, before[0])
+    np.testing.assert_array_equal(train.flat_positions, before[1])

@@ -6,6 +6,7 @@
 ``AutoDiffGDML``  GDML with any torch descriptor, kernel by automatic differentiation
 ``BIGDML``        periodic sGDML: minimum-image distances, the supercell's space group
 ``SchNet``        message passing with continuous filters (molecules and materials)
+``GeometricAttention``  attention of orders 2–4 built from the geometry (molecules)
 ================  ====================================================================
 
 >>> from mlffkit.models import GDML, load_model, select_sigma
@@ -16,6 +17,7 @@
 >>> atoms.calc = model.calculator()                        # doctest: +SKIP
 """
 
+from mlffkit.models.attention import GeometricAttention
 from mlffkit.models.autodiff_gdml import AutoDiffGDML
 from mlffkit.models.base import ForceFieldModel, TrainingRecord
 from mlffkit.models.bigdml import BIGDML
@@ -32,6 +34,7 @@ __all__ = [
     "AutoDiffGDML",
     "BIGDML",
     "GDML",
+    "GeometricAttention",
     "KRR",
     "ForceFieldModel",
     "LabelWarning",

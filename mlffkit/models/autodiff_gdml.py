@@ -186,13 +186,15 @@ class AutoDiffGDML(ForceFieldModel):
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, progress: bool = True) -> AutoDiffGDML:
+    def fit(self, train, y=None, *, progress: bool = True) -> AutoDiffGDML:
         """Train on the forces of ``train``; its energies fix the integration constant.
 
         Parameters
         ----------
         train : Dataset or list of ase.Atoms
             Frames of one molecule with forces (eV/Å) and, ideally, energies (eV).
+        y : None
+            Unused (scikit-learn's slot for targets: the labels are in ``train``).
         progress : bool
             Progress bars for the kernel assembly or the CG iterations.
 
@@ -211,6 +213,7 @@ class AutoDiffGDML(ForceFieldModel):
         MemoryError
             If the dense kernel matrix of ``solver="cholesky"`` does not fit in memory.
         """
+        self._refuse_second_dataset(y)
         self._check_params()
         train = self._prepare_training(train)
         device = torch.device(self.device)

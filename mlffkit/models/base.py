@@ -15,6 +15,7 @@ overlaps the training set.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass
 
@@ -152,6 +153,15 @@ class ForceFieldModel(BaseEstimator):
                 f"this {type(self).__name__} is not trained yet; call fit(train_dataset) first"
             )
 
+    def _refuse_second_dataset(self, y) -> None:
+        """Kernel models learn from ``train`` alone; a second Dataset is a misplaced validation set."""
+        if y is not None:
+            raise ValueError(
+                f"{type(self).__name__}.fit takes the training frames only (their labels are in "
+                "the Dataset); to choose sigma on validation frames use "
+                "mlffkit.models.select_sigma(train, valid, sigmas, model=...)"
+            )
+
     def _prepare_training(self, train, needs: tuple[str, ...] = ("forces",)) -> Dataset:
         """Validate a training set: labels ``needs``, one molecule, no duplicated frames."""
         train = as_dataset(train)
@@ -282,6 +292,13 @@ class ForceFieldModel(BaseEstimator):
     @classmethod
     def _from_file(cls, header: dict, arrays: dict, overrides: dict) -> ForceFieldModel:
         params = {k: _decode(v) for k, v in header["params"].items()}
+        # JSON has no tuples: give tuple-valued parameters (e.g. orders) their type back
+        defaults = {
+            name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+        }
+        for name, value in params.items():
+            if isinstance(value, list) and isinstance(defaults.get(name), tuple):
+                params[name] = tuple(value)
         params.update(overrides)
         model = cls(**params)
         model.numbers_ = arrays["numbers"]

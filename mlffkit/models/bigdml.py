@@ -131,7 +131,7 @@ class BIGDML(GDML):
         self.symmetry_tol = symmetry_tol
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, progress: bool = True) -> BIGDML:
+    def fit(self, train, y=None, *, progress: bool = True) -> BIGDML:
         """Train on periodic frames of one supercell.
 
         Parameters
@@ -139,6 +139,8 @@ class BIGDML(GDML):
         train : Dataset or list of ase.Atoms
             Frames with forces (energies fix the integration constant), all in one
             cell with the same periodic directions.
+        y : None
+            Unused (scikit-learn's slot for targets: the labels are in ``train``).
         progress : bool
             Show a progress bar for the kernel assembly.
 
@@ -154,6 +156,7 @@ class BIGDML(GDML):
             :meth:`~mlffkit.descriptors.periodic.MinimumImage.check_cell_size`), and
             everything :meth:`GDML.fit` refuses.
         """
+        self._refuse_second_dataset(y)
         train = self._prepare_training(train)
         cell, pbc = _one_cell(train)
         mic = MinimumImage(cell, pbc)

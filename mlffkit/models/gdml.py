@@ -183,13 +183,15 @@ class GDML(ForceFieldModel):
         return f"s{base} ({n_perms} symmetries)" if n_perms > 1 else base
 
     # ------------------------------------------------------------------ training
-    def fit(self, train, progress: bool = True) -> GDML:
+    def fit(self, train, y=None, *, progress: bool = True) -> GDML:
         """Train on the forces (and energies) of ``train``.
 
         Parameters
         ----------
         train : Dataset or list of ase.Atoms
             Frames of one molecule with forces; energies fix the integration constant.
+        y : None
+            Unused (scikit-learn's slot for targets: the labels are in ``train``).
         progress : bool
             Show a progress bar for the kernel assembly.
 
@@ -207,6 +209,7 @@ class GDML(ForceFieldModel):
         MemoryError
             If the kernel matrix cannot fit into the available memory.
         """
+        self._refuse_second_dataset(y)
         self._check_params()
         train = self._prepare_training(train)
         if self.use_energies_constraint:

@@ -11,13 +11,15 @@ from mlffkit.models.base import MODEL_FORMAT, MODEL_FORMAT_VERSION, ForceFieldMo
 
 
 def _model_types() -> dict[str, type[ForceFieldModel]]:
+    from mlffkit.models.attention import GeometricAttention
     from mlffkit.models.autodiff_gdml import AutoDiffGDML
     from mlffkit.models.bigdml import BIGDML
     from mlffkit.models.gdml import GDML
     from mlffkit.models.krr import KRR
     from mlffkit.models.schnet import SchNet
 
-    return {cls.model_type: cls for cls in (GDML, KRR, AutoDiffGDML, BIGDML, SchNet)}
+    kinds = (GDML, KRR, AutoDiffGDML, BIGDML, SchNet, GeometricAttention)
+    return {cls.model_type: cls for cls in kinds}
 
 
 def load_model(path, **overrides) -> ForceFieldModel:
@@ -28,8 +30,9 @@ def load_model(path, **overrides) -> ForceFieldModel:
     path : str or path-like
         The ``.npz`` file.
     **overrides
-        Constructor parameters to change on load, e.g. ``device="cuda"`` or
-        ``batch_size=256`` (not the ones that define the fit, such as ``sigma``).
+        Constructor parameters to change on load: ``device="cuda"``, ``batch_size=256``,
+        and for neural models ``dtype="float64"`` (e.g. for finite-difference checks);
+        not the ones that define the fit, such as ``sigma``.
 
     Returns
     -------
@@ -68,7 +71,8 @@ def load_model(path, **overrides) -> ForceFieldModel:
     if kind not in types:
         raise ValueError(f"{path} holds an unknown model type {kind!r}; known: {sorted(types)}")
     cls = types[kind]
-    allowed = {"device", "batch_size"}
+    # settings of how a model runs, not of what it learned (dtype: neural models only)
+    allowed = {"device", "batch_size", "dtype"} & set(cls._get_param_names())
     bad = set(overrides) - allowed
     if bad:
         raise ValueError(

@@ -70,13 +70,15 @@ class KRR(ForceFieldModel):
         self.device = device
         self.batch_size = batch_size
 
-    def fit(self, train, progress: bool = False) -> KRR:
+    def fit(self, train, y=None, *, progress: bool = False) -> KRR:
         """Fit to the energies of ``train``.
 
         Parameters
         ----------
         train : Dataset or list of ase.Atoms
             Frames of one molecule with energies (forces are not used).
+        y : None
+            Unused (scikit-learn's slot for targets: the labels are in ``train``).
         progress : bool
             Unused (fitting is one small linear solve); accepted for a uniform interface.
 
@@ -84,6 +86,7 @@ class KRR(ForceFieldModel):
         -------
         self
         """
+        self._refuse_second_dataset(y)
         check_kernel(self.kernel)
         if not (self.lam >= 0):
             raise ValueError(f"lam must be a non-negative number, got {self.lam!r}")

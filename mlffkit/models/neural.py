@@ -132,6 +132,15 @@ def energy_statistics(train: Dataset) -> tuple[np.ndarray, float]:
     return offsets, scale if scale > 1e-8 else 1.0
 
 
+def _frozen(potential: Potential) -> Potential:
+    """The trained network for prediction: eval mode, weights not tracked by autograd.
+
+    Forces still come from autograd (with respect to positions); not recording the
+    weights' part of the graph makes each evaluation cheaper.
+    """
+    return potential.eval().requires_grad_(False)
+
+
 class NeuralForceField(ForceFieldModel):
     """Base of the neural models: training, prediction, persistence (see module docs).
 
@@ -251,8 +260,14 @@ class NeuralForceField(ForceFieldModel):
             valid = as_dataset(valid, "validation data").require(*needs)
             check_disjoint(train, valid)
 
-        offsets, scale = energy_statistics(fit_set)
         potential = self._new_potential(device, dtype)
+        if potential.cutoff is None and (train.pbc.any() or (valid is not None and valid.pbc.any())):
+            raise ValueError(
+                f"{type(self).__name__} has no cutoff, so a periodic structure would have "
+                "infinitely many pairs; train it on molecules, or use a model with a cutoff "
+                "(SchNet) for crystals and surfaces"
+            )
+        offsets, scale = energy_statistics(fit_set)
         potential.set_energy_statistics(torch.as_tensor(offsets), scale)
         train_graphs = GraphData(fit_set, potential.cutoff, device, dtype, progress=progress)
         valid_graphs = (
@@ -267,7 +282,7 @@ class NeuralForceField(ForceFieldModel):
             progress=progress,
             live_plot=live_plot,
         )
-        self.potential_ = potential.eval()
+        self.potential_ = _frozen(potential)
         self.history_ = history
         self.molecule_numbers_ = train.numbers.copy() if train.is_uniform else None
         self.n_train_ = len(train)
@@ -384,7 +399,7 @@ class NeuralForceField(ForceFieldModel):
             if k.startswith("potential.")
         }
         potential.load_state_dict(state)
-        self.potential_ = potential.eval()
+        self.potential_ = _frozen(potential)
         self.history_ = TrainingHistory.from_dict(attributes["history"])
         self.molecule_numbers_ = arrays.get("molecule_numbers")
 

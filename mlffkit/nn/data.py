@@ -106,14 +106,15 @@ class GraphData:
             shifts.append(s)
             n_edges[f] = len(i)
 
-        def put(array, dtype=None):
-            return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=self.device)
+        def put(array, dtype=None):  # a copy: never a view of the Dataset's arrays
+            return torch.tensor(np.asarray(array), dtype=dtype, device=self.device)
 
         self.n_frames = n_frames
         self.numbers = put(dataset.flat_numbers, torch.int64)
         self.positions = put(positions, dtype)
         self.forces = None if dataset.flat_forces is None else put(dataset.flat_forces, dtype)
-        self.energies = None if dataset.energies is None else put(dataset.energies, dtype)
+        # float64: total energies are large, their differences small
+        self.energies = None if dataset.energies is None else put(dataset.energies, torch.float64)
         self.cell = put(cells, dtype)
         self.pbc = put(dataset.pbc, torch.bool)
         self.charge = put(dataset.charge, torch.int64)
@@ -148,7 +149,7 @@ class GraphData:
         -------
         graph : AtomicGraph
         targets : dict
-            ``"energy"`` ``(n_graphs,)`` eV and ``"forces"`` ``(n_atoms, 3)`` eV/Å,
+            ``"energy"`` ``(n_graphs,)`` eV (float64) and ``"forces"`` ``(n_atoms, 3)`` eV/Å,
             where the dataset has them.
         """
         frames = torch.as_tensor(frames, dtype=torch.int64, device=self.device)

@@ -98,7 +98,8 @@ class Potential(nn.Module):
         Returns
         -------
         dict
-            ``"energy"`` ``(n_graphs,)`` eV, ``"atomic_energies"`` ``(n_atoms,)`` eV,
+            ``"energy"`` ``(n_graphs,)`` eV, ``"atomic_energies"`` ``(n_atoms,)`` eV
+            (both float64 whatever the network's dtype),
             ``"forces"`` ``(n_atoms, 3)`` eV/Å, ``"stress"`` ``(n_graphs, 6)`` eV/Å³ in
             Voigt order xx, yy, zz, yz, xz, xy.
         """
@@ -122,7 +123,12 @@ class Potential(nn.Module):
                 cell = cell + torch.einsum("gki,gij->gkj", cell, sym)
             vectors = graph.edge_vectors(positions, cell)
             outputs = self.atomic_outputs(graph, vectors, extras)
-            atomic = outputs * self.energy_scale + self.energy_offsets[graph.numbers]
+            # The offsets are large (thousands of eV for MD17's totals) and the
+            # geometry-dependent part is small: add them in float64, so that float32
+            # networks do not round total energies to float32's step at that size.
+            atomic = (outputs * self.energy_scale).double() + self.energy_offsets[
+                graph.numbers
+            ].double()
             energy = scatter_sum(atomic, graph.batch, graph.n_graphs)
         result = {properties.ENERGY: energy, ATOMIC_ENERGIES: atomic}
         wrt = []

@@ -110,6 +110,24 @@ class SchNetPotential(Potential):
         )
         self.readout = mlp([n_features, n_features // 2, 1])
 
+    def filters(self, distances: Tensor, interaction: int = 0) -> Tensor:
+        """The learned filter ``W(r) = f_c(r) MLP(e(r))`` of one interaction block.
+
+        Parameters
+        ----------
+        distances : Tensor, shape (n,)
+            Distances, Å.
+        interaction : int
+            Which block (0-based).
+
+        Returns
+        -------
+        Tensor, shape (n, n_filters)
+        """
+        block = self.interactions[interaction]
+        w = block.convolution.filter_network(self.rbf(distances))
+        return w * self.envelope(distances)[:, None]
+
     def atomic_outputs(self, graph: AtomicGraph, vectors: Tensor, extras: dict | None) -> Tensor:
         distances = vectors.norm(dim=1)
         rbf = self.rbf(distances)

@@ -226,6 +226,11 @@ class Trainer:
         self.max_time_s = max_time_s
 
         self.parameters = [p for p in potential.parameters() if p.requires_grad]
+        if not self.parameters:
+            raise ValueError(
+                "the potential has no trainable weights (a fitted model's potential_ is frozen "
+                "for prediction); call potential.requires_grad_(True) to train it further"
+            )
         self.optimizer = torch.optim.Adam(self.parameters, lr=self.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=self.lr_factor, patience=self.lr_patience, min_lr=0.0
