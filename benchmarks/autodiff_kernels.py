@@ -35,34 +35,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+from _harness import THREAD_VARIABLES, ChildDied, ChildFailed, log, run_in_child, status_mb
+
 METHODS = ("naive AD", "matrix-free AD", "analytic")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def log(message: str) -> None:
-    """Progress to stderr, so that stdout holds only the table."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- memory
-def _status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _reset_peak() -> bool:
     """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0); False if impossible."""
     try:
@@ -79,12 +63,12 @@ def measure(fn, repeats: int) -> tuple[float, float]:
 
     gc.collect()
     can_reset = _reset_peak()
-    before = _status_kb("VmRSS")
+    before = status_mb("VmRSS")
     start = time.perf_counter()
     fn()
     best = time.perf_counter() - start
-    peak = _status_kb("VmHWM")
-    memory = (peak - before) / 1024 if can_reset and None not in (peak, before) else float("nan")
+    peak = status_mb("VmHWM")
+    memory = peak - before if can_reset and None not in (peak, before) else float("nan")
     memory = max(0.0, memory)  # RSS can shrink when the allocator returns memory
     for _ in range(repeats - 1):
         start = time.perf_counter()
@@ -200,34 +184,15 @@ def run_child(job: dict) -> dict:
     }
 
 
-def _child(job: dict, conn) -> None:
-    try:
-        conn.send(("ok", run_child(job)))
-    except BaseException as err:  # reported by the parent
-        conn.send(("error", f"{type(err).__name__}: {err}"))
-    finally:
-        conn.close()
-
-
 def spawn(job: dict) -> dict:
     """Run :func:`run_child` in a fresh spawned process and return its result dict."""
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(job, send))
-    process.start()
-    send.close()
+    what = f"{job['method']} at M = {job['n_train']}"
     try:
-        status, payload = receive.recv()
-    except EOFError:  # died without a word: killed, most likely for memory
-        process.join()
-        raise RuntimeError(
-            f"{job['method']} at M = {job['n_train']} died with exit code {process.exitcode} "
-            "(killed for memory? lower --naive-max)"
-        ) from None
-    process.join()
-    if status != "ok":
-        raise RuntimeError(f"{job['method']} at M = {job['n_train']} failed: {payload}")
-    return payload
+        return run_in_child(run_child, job)
+    except ChildDied as err:
+        raise RuntimeError(f"{what} {err}; lower --naive-max") from None
+    except ChildFailed as err:
+        raise RuntimeError(f"{what} failed: {err}") from None
 
 
 # ---------------------------------------------------------------------------- the table

@@ -32,13 +32,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
+
+from _harness import (
+    THREAD_VARIABLES,
+    cores,
+    log,
+    peak_rss_mb,
+    rss_mb,
+    run_in_child,
+    set_threads,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "rmd17"
@@ -50,47 +58,9 @@ TARGETS = {
     "peak_memory": ("<=", 0.5),
     "throughput": (">=", 2.0),
 }
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def log(message: str) -> None:
-    """Progress to stderr, so that stdout holds only the table."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- memory
-def _status_mb(key: str) -> float | None:
-    """A ``/proc/self/status`` memory entry (``VmHWM``, ``VmRSS``) in MB, None off Linux."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark, MB.
-
-    ``VmHWM`` belongs to the process's own address space, which ``exec`` renews, so a
-    spawned child does not inherit its parent's peak (``getrusage``'s ``ru_maxrss``
-    survives ``exec`` on Linux and would). ``ru_maxrss`` is the fallback elsewhere.
-    """
-    hwm = _status_mb("VmHWM")
-    if hwm is not None:
-        return hwm
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024**2
-
-
-def rss_mb() -> float:
-    """Current resident set, MB (NaN where unknown)."""
-    value = _status_mb("VmRSS")
-    return float("nan") if value is None else value
-
-
 def best_time(fn, repeats: int) -> float:
     """The shortest wall time of ``repeats`` calls of ``fn()``, seconds."""
     best = float("inf")
@@ -102,12 +72,6 @@ def best_time(fn, repeats: int) -> float:
 
 
 # ---------------------------------------------------------------------------- children
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def run_sgdml(job: dict) -> dict:
     """sgdml: create_task, train, predict the test frames (runs in a child process)."""
     import logging
@@ -120,7 +84,7 @@ def run_sgdml(job: dict) -> dict:
     from sgdml.predict import GDMLPredict
     from sgdml.train import GDMLTrain
 
-    _set_threads(job["threads"])
+    set_threads(job["threads"])
     logging.getLogger("sgdml").setLevel(logging.WARNING)
     baseline = rss_mb()
     train, test = job["sgdml_train"], job["sgdml_test"]
@@ -200,7 +164,7 @@ def run_mlffkit(job: dict) -> dict:
     import mlffkit
     from mlffkit.models import GDML
 
-    _set_threads(job["threads"])
+    set_threads(job["threads"])
     baseline = rss_mb()
     train, test = job["train"], job["test"]
     log(f"mlffkit: training on {len(train)} frames (symmetry search included)")
@@ -239,7 +203,7 @@ def run_mlffkit_select(job: dict) -> dict:
     """
     from mlffkit.models import GDML, select_sigma
 
-    _set_threads(job["threads"])
+    set_threads(job["threads"])
     train, valid, test = job["train"], job["valid"], job["test"]
     refit = valid is None
     if refit:
@@ -277,35 +241,6 @@ def run_mlffkit_select(job: dict) -> dict:
         **_mlffkit_errors(model, test),
         "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _child(target: str, job: dict, conn) -> None:
-    try:
-        conn.send(("ok", globals()[target](job)))
-    except BaseException as err:  # reported by the parent, which decides what to do
-        conn.send(("error", f"{type(err).__name__}: {err}"))
-    finally:
-        conn.close()
-
-
-def in_child(target: str, job: dict) -> dict:
-    """Run ``target(job)`` in a fresh spawned process and return its result dict."""
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(target, job, send))
-    process.start()
-    send.close()
-    try:
-        status, payload = receive.recv()
-    except EOFError:  # died without a word: killed, most likely for memory
-        process.join()
-        raise RuntimeError(
-            f"{target} died with exit code {process.exitcode} (killed for memory?)"
-        ) from None
-    process.join()
-    if status != "ok":
-        raise RuntimeError(f"{target} failed: {payload}")
-    return payload
 
 
 # ---------------------------------------------------------------------------- data
@@ -427,13 +362,6 @@ def environment(threads: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- main
-def _cores() -> int:
-    """CPU cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="sgdml 1.0.3 against mlffkit's sGDML: same frames, same sigma.",
@@ -451,7 +379,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=1000, help="first N frames of the test file")
     p.add_argument("--sigma", type=float, default=20.0, help="kernel length scale, both packages")
     p.add_argument("--lam", type=float, default=1e-10, help="ridge regularisation, both packages")
-    p.add_argument("--threads", type=int, default=_cores(), help="threads/processes")
+    p.add_argument("--threads", type=int, default=cores(), help="threads/processes")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
         "--solver",
@@ -509,19 +437,19 @@ def main(argv=None) -> int:
     }
     ref = None
     if not args.skip_sgdml:
-        ref = in_child(
-            "run_sgdml",
+        ref = run_in_child(
+            run_sgdml,
             {
                 **job,
                 "sgdml_train": sgdml_arrays(train, units.KCAL_PER_MOL),
                 "sgdml_test": sgdml_arrays(test, units.KCAL_PER_MOL),
             },
         )
-    mine = in_child("run_mlffkit", {**job, "train": train, "test": test})
+    mine = run_in_child(run_mlffkit, {**job, "train": train, "test": test})
     selected = None
     if args.select_sigma:
-        selected = in_child(
-            "run_mlffkit_select",
+        selected = run_in_child(
+            run_mlffkit_select,
             {
                 **job,
                 "train": train,

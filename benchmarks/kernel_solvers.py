@@ -30,30 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
 
+from _harness import THREAD_VARIABLES, ChildDied, ChildFailed, log, peak_rss_mb, run_in_child
+
 SIGMA = 20.0
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark (``VmHWM``), MB (NaN off Linux)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 # ---------------------------------------------------------------------------- children
@@ -87,30 +71,12 @@ def train_and_test(job: dict) -> dict:
     }
 
 
-def _child(job: dict, conn) -> None:
-    try:
-        conn.send(("ok", train_and_test(job)))
-    except BaseException as err:
-        conn.send(("error", f"{type(err).__name__}: {err}"))
-    finally:
-        conn.close()
-
-
 def in_child(job: dict) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(job, send))
-    process.start()
-    send.close()
+    """:func:`train_and_test` in a fresh process; a failure becomes a table row, not an abort."""
     try:
-        status, payload = receive.recv()
-    except EOFError:
-        process.join()
-        return {"label": job["label"], "error": f"died with exit code {process.exitcode}"}
-    process.join()
-    if status != "ok":
-        return {"label": job["label"], "error": payload}
-    return payload
+        return run_in_child(train_and_test, job)
+    except (ChildDied, ChildFailed) as err:
+        return {"label": job["label"], "error": str(err).splitlines()[0]}
 
 
 # ---------------------------------------------------------------------------- report

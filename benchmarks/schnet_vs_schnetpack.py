@@ -68,14 +68,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _harness import (
+    THREAD_VARIABLES,
+    cores,
+    log,
+    peak_rss_mb,
+    rss_mb,
+    run_in_child,
+    set_threads,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "rmd17"
@@ -85,44 +93,11 @@ TARGETS = {
     "train_steps_per_s": (">=", 1.5),
     "single_per_s": (">=", 2.0),
 }
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: SchNetPack's element table (nn.Embedding(100, F)): atomic numbers below this
 SPK_N_ELEMENTS = 100
 
 
-def log(message: str) -> None:
-    """Progress to stderr, so that stdout holds only the table."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------- measuring
-def _status_mb(key: str) -> float | None:
-    """A ``/proc/self/status`` memory entry (``VmHWM``, ``VmRSS``) in MB, None off Linux."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark, MB (``VmHWM``; ``ru_maxrss`` off Linux)."""
-    hwm = _status_mb("VmHWM")
-    if hwm is not None:
-        return hwm
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024**2
-
-
-def rss_mb() -> float:
-    """Current resident set, MB (NaN where unknown)."""
-    value = _status_mb("VmRSS")
-    return float("nan") if value is None else value
-
-
 def _sync(device: str) -> None:
     """Wait for queued GPU work, so that a time stamp means the work is done."""
     if device != "cpu":
@@ -181,12 +156,6 @@ def run_md(atoms, job: dict) -> dict:
     }
 
 
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _gpu_peak_mb(device: str) -> float | None:
     import torch
 
@@ -229,7 +198,7 @@ def run_mlffkit(job: dict) -> dict:
     from mlffkit.models.neural import energy_statistics
     from mlffkit.nn import GraphData, SchNetPotential, Trainer
 
-    _set_threads(job["threads"])
+    set_threads(job["threads"])
     now = clock(job)
     device, dtype = torch.device(job["device"]), torch.float32
     baseline = rss_mb()
@@ -424,7 +393,7 @@ def run_schnetpack(job: dict) -> dict:
     import schnetpack.transform as trn
     import torchmetrics
 
-    _set_threads(job["threads"])
+    set_threads(job["threads"])
     now = clock(job)
     baseline = rss_mb()
     device = job["device"]
@@ -659,35 +628,6 @@ def run_schnetpack(job: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- children
-def _child(target: str, job: dict, conn) -> None:
-    try:
-        conn.send(("ok", globals()[target](job)))
-    except BaseException as err:  # reported by the parent
-        import traceback
-
-        conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
-    finally:
-        conn.close()
-
-
-def in_child(target: str, job: dict) -> dict:
-    """Run ``target(job)`` in a fresh spawned process and return its result dict."""
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(target, job, send))
-    process.start()
-    send.close()
-    try:
-        status, payload = receive.recv()
-    except EOFError:
-        process.join()
-        raise RuntimeError(f"{target} died with exit code {process.exitcode}") from None
-    process.join()
-    if status != "ok":
-        raise RuntimeError(f"{target} failed: {payload}")
-    return payload
-
-
 # ---------------------------------------------------------------------------- data
 def make_job(args) -> dict:
     """Frames (eV, Å), MD start and settings: everything both children get."""
@@ -844,12 +784,6 @@ def _jsonable(d: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- main
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="SchNet in mlffkit against SchNetPack 2.1.1: same network, data, batches.",
@@ -884,7 +818,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timestep", type=float, default=0.5, help="MD time step, fs")
     p.add_argument("--temperature", type=float, default=300.0, help="initial velocities, K")
     p.add_argument("--repeats", type=int, default=3, help="inference and MD timings: best of N")
-    p.add_argument("--threads", type=int, default=_cores(), help="torch threads per package")
+    p.add_argument("--threads", type=int, default=cores(), help="torch threads per package")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
         "--spk-workers",
@@ -931,10 +865,10 @@ def main(argv=None) -> int:
         f"{args.cutoff:g} Å, {args.n_rbf} Gaussians; {args.n_train} training frames, batch "
         f"{args.batch_size}; {args.threads} thread(s), {args.device}"
     )
-    mine = in_child("run_mlffkit", job)
+    mine = run_in_child(run_mlffkit, job)
     ref = None
     if not args.skip_schnetpack:
-        ref = in_child("run_schnetpack", {**job, "mlffkit_weights": mine["weights"]})
+        ref = run_in_child(run_schnetpack, {**job, "mlffkit_weights": mine["weights"]})
         if abs(ref["gamma"] - job["gamma"]) > 1e-6 * job["gamma"]:
             raise RuntimeError(f"Gaussian widths differ: {ref['gamma']} vs {job['gamma']}")
     rat = ratios(mine, ref) if ref else None

@@ -5,7 +5,7 @@
     python data/make_pretrained_models.py --card-only       # rewrite data/models/README.md
 
 The tutorials load these models in quick mode, where training one for real would take
-many minutes (``tutorials/08_schnet.ipynb``). Each recipe fixes its frames: a seeded
+many minutes (``tutorials/08_schnet.ipynb``, ``tutorials/09_attention.ipynb``). Each recipe fixes its frames: a seeded
 ``random_split`` of a bundled dataset into a training pool, validation and test frames
 (the same call the tutorial makes), the pool shuffled with a second seed and its first
 ``n_train`` frames used for training. Test frames are never used here except to report
@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlffkit import units
+from mlffkit import models, units
 from mlffkit.data import Dataset, load, random_split
 from mlffkit.evaluation import evaluate
 from mlffkit.fileio import atomic_write_text, check_writable
-from mlffkit.models import SchNet, load_model
+from mlffkit.models import load_model
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -51,12 +51,20 @@ class Recipe:
     n_train: int
     #: first n_valid frames of the split's validation part (early stopping, lr schedule)
     n_valid: int
+    #: the estimator, a class of mlffkit.models, and its parameters
+    estimator: str = "SchNet"
     params: dict = field(default_factory=dict)
     use: str = ""
+    #: usage lines for the card, after ``model = load_model(...)``
+    example: str = "atoms.calc = model.calculator()"
 
     @property
     def file(self) -> Path:
         return MODELS / f"{self.name}.npz"
+
+    def model(self, **extra):
+        """The untrained estimator of the recipe."""
+        return getattr(models, self.estimator)(**self.params, **extra)
 
     def frames(self) -> tuple[Dataset, Dataset, Dataset]:
         """Training, validation and test frames of the recipe."""
@@ -106,15 +114,72 @@ RECIPES = {
                 "ensemble of the bundled set; not for other molecules or conditions."
             ),
         ),
+        Recipe(
+            # the frames of schnet_ethanol_gfn2, so that the two compare on the same test frames
+            name="geomatt_ethanol_gfn2",
+            dataset="ethanol_gfn2",
+            split=(3000, 500, 1500),
+            split_seed=0,
+            order_seed=1,
+            n_train=500,
+            n_valid=100,
+            estimator="GeometricAttention",
+            params=dict(
+                orders=(2, 3, 4),
+                n_features=64,
+                n_layers=2,
+                n_rbf=50,
+                r_max=4.9,
+                gamma=10.0,
+                lr=1e-3,
+                batch_size=10,
+                max_epochs=250,
+                patience=50,
+                lr_patience=10,
+                lr_factor=0.5,
+                min_lr=1e-5,
+                ema_decay=0.99,
+                seed=0,
+                dtype="float32",
+                device="cpu",
+            ),
+            use=(
+                "The quick mode of `tutorials/09_attention.ipynb` (attention matrices and atomic "
+                "energies of a trained model, the attention viewer) and "
+                "`tests/test_pretrained_models.py`. Trained for minutes on one CPU thread, not "
+                "for days on a GPU as in the paper: its errors are several times those of a "
+                "converged model. Ethanol only (H, C, O), near the 500 K GFN2-xTB ensemble of the "
+                "bundled set; molecules only (no periodic cells, no cutoff; see "
+                "`mlffkit/nn/attention.py`)."
+            ),
+            example=(
+                "result = model.interpret(atoms)        # attention matrices, atomic energies\n"
+                "atoms.calc = model.calculator()"
+            ),
+        ),
     )
 }
+
+#: training settings shown in the card's "training" row (the rest of ``params`` is the network)
+TRAINING_SETTINGS = (
+    "lr",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "lr_patience",
+    "lr_factor",
+    "min_lr",
+    "ema_decay",
+    "seed",
+    "dtype",
+)
 
 
 def train(recipe: Recipe, *, overwrite: bool, max_minutes: float, progress: bool) -> None:
     """Train the recipe's model and save it (refuses to replace a file unless ``overwrite``)."""
     check_writable(recipe.file, overwrite=overwrite)
     train_set, valid_set, _ = recipe.frames()
-    model = SchNet(**recipe.params, max_time_s=60.0 * max_minutes)
+    model = recipe.model(max_time_s=60.0 * max_minutes)
     start = time.perf_counter()
     model.fit(train_set, valid_set, progress=progress)
     print(
@@ -152,20 +217,9 @@ def model_card(recipe: Recipe) -> str:
     size_kb = recipe.file.stat().st_size / 1e3
     n_params = sum(p.numel() for p in model.potential_.parameters())
     p = recipe.params
-    settings = ", ".join(
-        f"{k}={p[k]}"
-        for k in (
-            "lr",
-            "batch_size",
-            "max_epochs",
-            "patience",
-            "lr_patience",
-            "lr_factor",
-            "min_lr",
-            "ema_decay",
-            "seed",
-            "dtype",
-        )
+    settings = ", ".join(f"{k}={p[k]}" for k in TRAINING_SETTINGS)
+    network = ", ".join(
+        f"{k}={v}" for k, v in p.items() if k not in TRAINING_SETTINGS and k != "device"
     )
     n_pool, n_valid, n_test = recipe.split
     kcal = 1.0 / units.KCAL_PER_MOL
@@ -174,7 +228,7 @@ def model_card(recipe: Recipe) -> str:
 | | |
 |---|---|
 | file | `data/models/{recipe.file.name}` ({size_kb:.0f} kB, mlffkit model npz, {n_params} float32 weights) |
-| model | `SchNet(n_features={p["n_features"]}, n_interactions={p["n_interactions"]}, cutoff={p["cutoff"]}, n_rbf={p["n_rbf"]}, gamma={p["gamma"]})` |
+| model | `{recipe.estimator}({network})` |
 | data | bundled `{recipe.dataset}` (GFN2-xTB, eV, Å; see `data/{recipe.dataset}.md`) |
 | split | `random_split(data, n_train={n_pool}, n_valid={n_valid}, n_test={n_test}, seed={recipe.split_seed})` → pool, validation, test |
 | training frames | {recipe.n_train}: `pool.subset(np.random.default_rng({recipe.order_seed}).permutation({n_pool})[:{recipe.n_train}])`; their content hashes and indices in the full set are stored in the file (`model.training_`) |
@@ -201,7 +255,7 @@ from mlffkit.config import bundled_data_dir
 from mlffkit.models import load_model
 
 model = load_model(bundled_data_dir() / "models" / "{recipe.file.name}")
-atoms.calc = model.calculator()
+{recipe.example}
 ```
 
 **How to regenerate.** Training is seeded and runs on one CPU thread for a fixed number of

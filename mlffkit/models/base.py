@@ -114,6 +114,36 @@ def _decode(value):
     return value
 
 
+def check_kernel_solve_params(model, sigma_units: str = "descriptor units") -> None:
+    """Validate the parameters GDML-type models share: ``sigma``, ``lam`` and the solver's
+    ``preconditioner``, ``rank``, ``tol`` and ``batch_size``.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, what it must be and what it was.
+    """
+    from mlffkit.solvers import METHODS
+
+    sigma = model.sigma
+    if not np.isscalar(sigma) or not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive number ({sigma_units}), got {sigma!r}")
+    if not np.isscalar(model.lam) or not model.lam >= 0:
+        raise ValueError(f"lam must be a non-negative number, got {model.lam!r}")
+    if model.preconditioner is not None and model.preconditioner not in METHODS:
+        raise ValueError(
+            f"unknown preconditioner {model.preconditioner!r}; use one of {METHODS} or None"
+        )
+    if model.rank is not None and int(model.rank) < 1:
+        raise ValueError(f"rank must be a positive number of columns, got {model.rank!r}")
+    if not (np.isscalar(model.tol) and 0 < model.tol < 1):
+        raise ValueError(f"tol must be a relative residual between 0 and 1, got {model.tol!r}")
+    if model.batch_size is not None and int(model.batch_size) < 1:
+        raise ValueError(
+            f"batch_size must be a positive number of frames, got {model.batch_size!r}"
+        )
+
+
 class ForceFieldModel(BaseEstimator):
     """Base class of mlffkit's force-field models (see :class:`~mlffkit.models.GDML`,
     :class:`~mlffkit.models.KRR`)."""

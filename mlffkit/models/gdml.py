@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from mlffkit.descriptors.inverse_distances import inverse_distances, pair_permutation
 from mlffkit.kernels.gdml import GDMLKernelOperator, assemble_kernel, predict_descriptor_space
-from mlffkit.models.base import ForceFieldModel
+from mlffkit.models.base import ForceFieldModel, check_kernel_solve_params
 from mlffkit.models.diagnostics import NO_DIAGNOSTICS, fit_integration_constant
-from mlffkit.solvers import METHODS, conjugate_gradients, matvec_with_ridge, nystrom_preconditioner
+from mlffkit.solvers import conjugate_gradients, matvec_with_ridge, nystrom_preconditioner
 from mlffkit.symmetry import find_permutations, resolve_permutations
 
 SOLVERS = ("auto", "cholesky", "cg")
@@ -249,29 +249,12 @@ class GDML(ForceFieldModel):
         return self
 
     def _check_params(self) -> None:
-        if not np.isscalar(self.sigma) or not np.isfinite(self.sigma) or self.sigma <= 0:
-            raise ValueError(
-                f"sigma must be a positive number (descriptor units, 1/Å), got {self.sigma!r}"
-            )
-        if not np.isscalar(self.lam) or not self.lam >= 0:
-            raise ValueError(f"lam must be a non-negative number, got {self.lam!r}")
+        check_kernel_solve_params(self, sigma_units="descriptor units, 1/Å")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; use one of {SOLVERS}")
-        if self.preconditioner is not None and self.preconditioner not in METHODS:
-            raise ValueError(
-                f"unknown preconditioner {self.preconditioner!r}; use one of {METHODS} or None"
-            )
-        if self.rank is not None and int(self.rank) < 1:
-            raise ValueError(f"rank must be a positive number of columns, got {self.rank!r}")
-        if not (np.isscalar(self.tol) and 0 < self.tol < 1):
-            raise ValueError(f"tol must be a relative residual between 0 and 1, got {self.tol!r}")
         if self.solver == "cg" and self.use_energies_constraint:
             raise ValueError(
                 "use_energies_constraint needs solver='cholesky'; the CG solver fits forces only"
-            )
-        if self.batch_size is not None and int(self.batch_size) < 1:
-            raise ValueError(
-                f"batch_size must be a positive number of frames, got {self.batch_size!r}"
             )
 
     def _resolve_permutations(self, positions: np.ndarray, numbers: np.ndarray) -> np.ndarray:

@@ -272,7 +272,9 @@ class Trainer:
     def _train_epoch(self, data: GraphData, use_energy: bool, use_forces: bool) -> dict:
         self.potential.train()
         order = torch.randperm(len(data), generator=_epoch_generator(self.seed, self.epoch))
-        sums = torch.zeros(3, dtype=torch.float64)
+        # running sums stay on the device: no host synchronisation per step beyond the
+        # finiteness check, which must stop a NaN before it reaches the weights
+        sums = torch.zeros(3, dtype=torch.float64, device=data.device)
         n_frames = n_atoms = 0
         for start in range(0, len(data), self.batch_size):
             frames = order[start : start + self.batch_size]
@@ -290,43 +292,25 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.ema.update()
-            with torch.no_grad():
-                sums[0] += float(loss.detach()) * len(frames)
-                if e_err is not None:
-                    sums[1] += float(e_err.detach().abs().sum())
-                if f_err is not None:
-                    sums[2] += float(f_err.detach().abs().sum())
+            _accumulate(sums, loss, e_err, f_err, len(frames))
             n_frames += len(frames)
             n_atoms += graph.positions.shape[0]
-        return {
-            "loss": float(sums[0]) / n_frames,
-            "energy_mae": float(sums[1]) / n_frames if use_energy else math.nan,
-            "force_mae": float(sums[2]) / (3 * n_atoms) if use_forces else math.nan,
-        }
+        return _averages(sums, n_frames, n_atoms, use_energy, use_forces)
 
     def evaluate(self, data: GraphData, batch_size: int | None = None) -> dict:
         """Loss and MAEs (eV, eV/Å) of the current weights on ``data``."""
         use_energy, use_forces = self._check_data(data, "validation")
         self.potential.eval()
         batch_size = batch_size or max(self.batch_size, 50)
-        sums = np.zeros(3)
+        sums = torch.zeros(3, dtype=torch.float64, device=data.device)
         n_atoms = 0
         for start in range(0, len(data), batch_size):
             graph, targets = data.batch(range(start, min(start + batch_size, len(data))))
             out = self.potential(graph, forces=use_forces)
             loss, e_err, f_err = self._loss(out, targets, use_energy, use_forces)
-            n = graph.n_graphs
-            sums[0] += float(loss.detach()) * n
-            if e_err is not None:
-                sums[1] += float(e_err.detach().abs().sum())
-            if f_err is not None:
-                sums[2] += float(f_err.detach().abs().sum())
+            _accumulate(sums, loss, e_err, f_err, graph.n_graphs)
             n_atoms += graph.positions.shape[0]
-        return {
-            "loss": float(sums[0] / len(data)),
-            "energy_mae": float(sums[1] / len(data)) if use_energy else math.nan,
-            "force_mae": float(sums[2] / (3 * n_atoms)) if use_forces else math.nan,
-        }
+        return _averages(sums, len(data), n_atoms, use_energy, use_forces)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -502,6 +486,26 @@ class Trainer:
             self.potential.load_state_dict(self.best_state)
         else:
             self.ema.swap()
+
+
+@torch.no_grad()
+def _accumulate(sums: Tensor, loss, e_err: Tensor | None, f_err: Tensor | None, n: int) -> None:
+    """Add a batch's loss (times its ``n`` structures) and absolute errors to ``sums``."""
+    sums[0] += loss.detach() * n
+    if e_err is not None:
+        sums[1] += e_err.detach().abs().sum()
+    if f_err is not None:
+        sums[2] += f_err.detach().abs().sum()
+
+
+def _averages(sums: Tensor, n_frames: int, n_atoms: int, use_energy: bool, use_forces: bool):
+    """Mean loss, energy MAE (eV) and force MAE (eV/Å) from :func:`_accumulate`'s sums."""
+    loss_sum, energy_sum, force_sum = sums.tolist()
+    return {
+        "loss": loss_sum / n_frames,
+        "energy_mae": energy_sum / n_frames if use_energy else math.nan,
+        "force_mae": force_sum / (3 * n_atoms) if use_forces else math.nan,
+    }
 
 
 def _postfix(record: EpochRecord) -> dict:

@@ -1,0 +1,123 @@
+"""What every benchmark script shares: progress lines, memory readings, fresh child processes.
+
+Each measurement runs in a child started with multiprocessing's "spawn" method, so that
+it begins with a fresh interpreter: no memory high-water mark, threads or imports carried
+over from the parent or from the other package. The scripts import this module by its
+bare name; running ``python benchmarks/NAME.py`` puts this folder on ``sys.path``, and
+spawned children inherit that path.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import sys
+import time
+import traceback
+
+#: thread settings a script exports before spawning, so the children inherit them
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def log(message: str) -> None:
+    """Progress to stderr, so that stdout holds only the table."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_threads(threads: int) -> None:
+    """Threads of torch's CPU kernels in this process."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------- memory
+def status_mb(key: str) -> float | None:
+    """A ``/proc/self/status`` memory entry (``VmHWM``, ``VmRSS``) in MB, None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark, MB.
+
+    ``VmHWM`` belongs to the process's own address space, which ``exec`` renews, so a
+    spawned child does not inherit its parent's peak (``getrusage``'s ``ru_maxrss``
+    survives ``exec`` on Linux and would). ``ru_maxrss`` is the fallback elsewhere.
+    """
+    hwm = status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024**2
+
+
+def rss_mb() -> float:
+    """Current resident set, MB (NaN where unknown)."""
+    value = status_mb("VmRSS")
+    return float("nan") if value is None else value
+
+
+# ---------------------------------------------------------------------------- children
+class ChildDied(RuntimeError):
+    """The child ended without a result (killed, most likely for memory)."""
+
+    def __init__(self, exitcode: int | None):
+        super().__init__(f"died with exit code {exitcode} (killed for memory?)")
+        self.exitcode = exitcode
+
+
+class ChildFailed(RuntimeError):
+    """The child raised; the message holds its exception and traceback."""
+
+
+def _child(fn, job: dict, conn) -> None:
+    try:
+        conn.send(("ok", fn(job)))
+    except BaseException as err:  # reported by the parent, which decides what to do
+        conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+    finally:
+        conn.close()
+
+
+def run_in_child(fn, job: dict) -> dict:
+    """``fn(job)`` in a fresh spawned process; its (picklable) result.
+
+    ``fn`` must be a module-level function of the script (spawn re-imports the script
+    in the child to find it).
+
+    Raises
+    ------
+    ChildDied
+        When the child ends without sending a result.
+    ChildFailed
+        When ``fn`` raised in the child.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(fn, job, send))
+    process.start()
+    send.close()
+    try:
+        status, payload = receive.recv()
+    except EOFError:
+        process.join()
+        raise ChildDied(process.exitcode) from None
+    process.join()
+    if status != "ok":
+        raise ChildFailed(payload)
+    return payload
