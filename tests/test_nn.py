@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -21,9 +24,7 @@ def _pairs(i, j, shifts):
     return sorted(zip(i.tolist(), j.tolist(), *shifts.T.tolist(), strict=True))
 
 
-@pytest.mark.parametrize(
-    "pbc", [(True, True, True), (True, True, False), (False, True, False)]
-)
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False, True, False)])
 def test_neighbor_list_matches_ase_with_several_images(pbc):
     # a primitive fcc cell (2.5 Å vectors) is much smaller than the 5 Å cutoff
     atoms = bulk("Cu", "fcc", a=3.6) * (1, 1, 2)
@@ -34,6 +35,16 @@ def test_neighbor_list_matches_ase_with_several_images(pbc):
     )
     assert len(i) > 5 * len(atoms)  # several images of each neighbour are involved
     assert _pairs(i, j, s) == _pairs(ia, ja, sa)
+
+
+@pytest.mark.parametrize("repeat", [1, 8])  # 9 atoms: all distances; 72: a cell list
+def test_neighbor_list_of_molecules_small_and_large(repeat):
+    mol = molecule("CH3CH2OH")
+    mol = mol + sum((mol.copy() for _ in range(repeat - 1)), Atoms())
+    mol.positions[9:] += np.repeat(np.arange(1, repeat), 9)[:, None] * [2.1, 0.7, 0.0]
+    i, j, s = neighbor_list(mol.positions, 3.0)
+    ia, ja = primitive_neighbor_list("ij", [False] * 3, np.zeros((3, 3)), mol.positions, 3.0)
+    assert len(ia) > 0 and sorted(zip(i, j, strict=True)) == sorted(zip(ia, ja, strict=True))
 
 
 def test_neighbor_list_of_a_molecule_and_all_pairs():
@@ -67,40 +78,46 @@ def potential():
     return pot
 
 
-def _energy_forces(pot, atoms, cutoff=4.0):
-    out = pot(graph_from_atoms(atoms, cutoff, dtype=torch.float64))
+def _energy_forces(pot, atoms, cutoff=4.0, route="autograd"):
+    graph = graph_from_atoms(atoms, cutoff, dtype=torch.float64)
+    out = pot(graph) if route == "autograd" else pot.energy_and_forces(graph)
     return float(out["energy"][0].detach()), out["forces"].detach().numpy()
+
+
+ROUTES = pytest.mark.parametrize("route", ["autograd", "analytic"])
 
 
 def _ethanol():
     return load("ethanol_gfn2")[7]
 
 
-def test_energy_invariant_and_forces_equivariant(potential):
+@ROUTES
+def test_energy_invariant_and_forces_equivariant(potential, route):
     atoms = _ethanol()
-    e0, f0 = _energy_forces(potential, atoms)
+    e0, f0 = _energy_forces(potential, atoms, route=route)
     rot = Rotation.random(random_state=3).as_matrix()
     moved = atoms.copy()
     moved.positions = atoms.positions @ rot.T + np.array([3.0, -1.0, 7.5])
-    e1, f1 = _energy_forces(potential, moved)
+    e1, f1 = _energy_forces(potential, moved, route=route)
     assert e1 == pytest.approx(e0, abs=1e-10)
     np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-10)
     # swap the two carbons' hydrogens of the methyl group (like atoms)
     perm = np.arange(len(atoms))
     hydrogens = np.flatnonzero(atoms.numbers == 1)
     perm[hydrogens[0]], perm[hydrogens[1]] = hydrogens[1], hydrogens[0]
-    e2, f2 = _energy_forces(potential, atoms[perm])
+    e2, f2 = _energy_forces(potential, atoms[perm], route=route)
     assert e2 == pytest.approx(e0, abs=1e-10)
     np.testing.assert_allclose(f2, f0[perm], atol=1e-10)
     # and the model is not trivially constant: moving an atom changes the energy
     stretched = atoms.copy()
     stretched.positions[0] += [0.1, 0.0, 0.0]
-    assert abs(_energy_forces(potential, stretched)[0] - e0) > 1e-4
+    assert abs(_energy_forces(potential, stretched, route=route)[0] - e0) > 1e-4
 
 
-def test_forces_are_minus_the_energy_gradient(potential):
+@ROUTES
+def test_forces_are_minus_the_energy_gradient(potential, route):
     atoms = _ethanol()
-    _, forces = _energy_forces(potential, atoms)
+    _, forces = _energy_forces(potential, atoms, route=route)
     h = 1e-5
     numeric = np.zeros_like(forces)
     for a in range(len(atoms)):
@@ -108,7 +125,9 @@ def test_forces_are_minus_the_energy_gradient(potential):
             plus, minus = atoms.copy(), atoms.copy()
             plus.positions[a, d] += h
             minus.positions[a, d] -= h
-            numeric[a, d] = -(_energy_forces(potential, plus)[0] - _energy_forces(potential, minus)[0]) / (2 * h)
+            numeric[a, d] = -(
+                _energy_forces(potential, plus)[0] - _energy_forces(potential, minus)[0]
+            ) / (2 * h)
     np.testing.assert_allclose(forces, numeric, atol=1e-7)
     assert np.abs(forces).max() > 1e-3
 
@@ -128,9 +147,14 @@ def test_periodic_supercell_energy_is_extensive(potential):
     np.testing.assert_allclose(f8[: len(cell)], f1, atol=1e-10)
 
 
-def test_stress_matches_finite_differences(potential):
+@ROUTES
+def test_stress_matches_finite_differences(potential, route):
     atoms = _cu_cell()
-    out = potential(graph_from_atoms(atoms, 4.0, dtype=torch.float64), stress=True)
+    graph = graph_from_atoms(atoms, 4.0, dtype=torch.float64)
+    if route == "autograd":
+        out = potential(graph, stress=True)
+    else:
+        out = potential.energy_and_forces(graph, stress=True)
     stress = out["stress"][0].detach().numpy()
     voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
     numeric = np.zeros(6)
@@ -149,6 +173,80 @@ def test_stress_matches_finite_differences(potential):
     assert np.abs(stress).max() > 1e-5
     with pytest.raises(ValueError, match="periodic in all three"):
         potential(graph_from_atoms(_ethanol(), 4.0, dtype=torch.float64), stress=True)
+    with pytest.raises(ValueError, match="periodic in all three"):
+        potential.energy_and_forces(
+            graph_from_atoms(_ethanol(), 4.0, dtype=torch.float64), stress=True
+        )
+
+
+def _assert_same_outputs(a, b, atol):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(
+            a[key].detach().numpy(), b[key].detach().numpy(), atol=atol, err_msg=key
+        )
+
+
+def test_analytic_forces_equal_autograd_on_every_kind_of_graph(potential):
+    """SchNet's hand-written backward pass (mlffkit.nn.schnet_forces) against autograd."""
+    structures = [
+        _ethanol(),
+        molecule("CH4"),
+        _cu_cell(),
+        molecule("H2O"),
+        Atoms("C", cell=[12.0] * 3),
+    ]
+    for s in structures:
+        s.calc = None
+        if not s.pbc.any():
+            s.cell = [12.0, 12.0, 12.0]
+    # a batch (summed by index_add_), each structure alone (small ones by one-hot products),
+    # and a lone atom without any edge
+    graph, _ = GraphData(Dataset.from_atoms(structures), 4.0, dtype=torch.float64).batch(range(5))
+    _assert_same_outputs(potential.energy_and_forces(graph), potential(graph), atol=1e-11)
+    for atoms in structures:
+        graph = graph_from_atoms(atoms, 4.0, dtype=torch.float64)
+        stress = bool(atoms.pbc.all())
+        _assert_same_outputs(
+            potential.energy_and_forces(graph, stress=stress),
+            potential(graph, stress=stress),
+            atol=1e-11,
+        )
+    # edges beyond the model's cutoff (a graph built for 6 Å) add nothing, as in the network
+    ethanol = _ethanol()
+    ethanol.positions *= 1.8  # spread out beyond 4 Å
+    wide, tight = (
+        graph_from_atoms(ethanol, 6.0, dtype=torch.float64),
+        graph_from_atoms(ethanol, 4.0, dtype=torch.float64),
+    )
+    assert wide.n_edges > tight.n_edges
+    _assert_same_outputs(
+        potential.energy_and_forces(wide), potential.energy_and_forces(tight), atol=1e-11
+    )
+    # float32
+    pot32 = copy.deepcopy(potential).float()
+    graph = graph_from_atoms(ethanol, 4.0)
+    _assert_same_outputs(pot32.energy_and_forces(graph), pot32(graph), atol=1e-5)
+
+
+def test_analytic_forces_follow_changed_weights_and_refuse_one_way_edges(potential):
+    pot = copy.deepcopy(potential)
+    graph = graph_from_atoms(_ethanol(), 4.0, dtype=torch.float64)
+    before = pot.energy_and_forces(graph)["forces"]
+    with torch.no_grad():
+        pot.interactions[0].convolution.filter_network[0].weight.mul_(1.5)
+    after = pot.energy_and_forces(graph)
+    assert not torch.allclose(after["forces"], before)
+    _assert_same_outputs(after, pot(graph), atol=1e-11)
+    pot.load_state_dict(potential.state_dict())
+    np.testing.assert_allclose(
+        pot.energy_and_forces(graph)["forces"].numpy(), before.numpy(), atol=1e-12
+    )
+    one_way = replace(
+        graph, edge_index=graph.edge_index[:, :-1], cell_shifts=graph.cell_shifts[:-1]
+    )
+    with pytest.raises(ValueError, match="not symmetric"):
+        pot.energy_and_forces(one_way)
 
 
 def test_a_batch_of_different_structures_equals_each_alone(potential):
@@ -196,8 +294,9 @@ def small_data():
 
 
 def _small_schnet(**kw):
-    params = dict(n_features=16, n_interactions=2, n_rbf=16, max_epochs=3, batch_size=8,
-                  device="cpu", lr=1e-3)
+    params = dict(
+        n_features=16, n_interactions=2, n_rbf=16, max_epochs=3, batch_size=8, device="cpu", lr=1e-3
+    )
     params.update(kw)
     return SchNet(**params)
 
@@ -235,8 +334,11 @@ def test_resumed_training_is_identical_to_an_uninterrupted_run(small_data, tmp_p
         train, valid, checkpoint=ckpt, resume=True, progress=False
     )
     assert len(resumed.history_) == 4
-    for a, b in zip(straight.potential_.state_dict().values(),
-                    resumed.potential_.state_dict().values(), strict=True):
+    for a, b in zip(
+        straight.potential_.state_dict().values(),
+        resumed.potential_.state_dict().values(),
+        strict=True,
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     np.testing.assert_array_equal(
         straight.history_.column("valid_loss"), resumed.history_.column("valid_loss")
@@ -334,8 +436,9 @@ def test_load_model_restores_tuples_and_can_switch_to_float64(small_data, tmp_pa
     from mlffkit.models import GeometricAttention
 
     train, valid, test = small_data
-    model = GeometricAttention(n_features=8, n_layers=1, n_rbf=8, max_epochs=1,
-                               device="cpu").fit(train, valid, progress=False)
+    model = GeometricAttention(n_features=8, n_layers=1, n_rbf=8, max_epochs=1, device="cpu").fit(
+        train, valid, progress=False
+    )
     again = load_model(model.save(tmp_path / "att.npz"), dtype="float64")
     assert again.orders == (2, 3, 4) and again.dtype_ == torch.float64
     np.testing.assert_allclose(again.predict(test)[1], model.predict(test)[1], atol=1e-4)

@@ -292,6 +292,11 @@ class NeuralForceField(ForceFieldModel):
 
     # ------------------------------------------------------------------ prediction
     def _check_elements(self, numbers: np.ndarray) -> None:
+        table = np.zeros(len(chemical_symbols), dtype=bool)
+        table[self.numbers_] = True
+        numbers = np.asarray(numbers)
+        if numbers.size and numbers.min() >= 0 and numbers.max() < table.size and table[numbers].all():
+            return  # the common case, checked without sorting (it runs at every MD step)
         unknown = np.setdiff1d(numbers, self.numbers_)
         if unknown.size:
             known = ", ".join(chemical_symbols[z] for z in self.numbers_)
@@ -346,7 +351,7 @@ class NeuralForceField(ForceFieldModel):
             energy, forces, _ = self._evaluate_atoms(X)
             return np.array([energy]), forces[None]
         frames = self._as_frames(X)
-        self._check_elements(np.unique(frames.flat_numbers))
+        self._check_elements(frames.flat_numbers)
         graphs = GraphData(frames, self.potential_.cutoff, self.device_, self.dtype_)
         energies = np.empty(len(frames))
         forces = np.empty((frames.flat_numbers.shape[0], 3))
@@ -355,7 +360,7 @@ class NeuralForceField(ForceFieldModel):
         for start in tqdm(range(0, len(frames), step), disable=not progress, desc="predict"):
             stop = min(start + step, len(frames))
             graph, _ = graphs.batch(range(start, stop))
-            out = self.potential_(graph, forces=True)
+            out = self.potential_.energy_and_forces(graph)
             energies[start:stop] = out[properties.ENERGY].detach().cpu().double().numpy()
             f = out[properties.FORCES].detach().cpu().double().numpy()
             forces[atom : atom + len(f)] = f
@@ -367,9 +372,9 @@ class NeuralForceField(ForceFieldModel):
     def _evaluate_atoms(self, atoms: Atoms, stress: bool = False):
         """Energy (eV), forces ``(n_atoms, 3)`` (eV/Å) and stress (Voigt, eV/Å³, or None)."""
         self._check_fitted()
-        self._check_elements(np.unique(atoms.numbers))
+        self._check_elements(atoms.numbers)
         graph = graph_from_atoms(atoms, self.potential_.cutoff, self.device_, self.dtype_)
-        out = self.potential_(graph, forces=True, stress=stress)
+        out = self.potential_.energy_and_forces(graph, stress=stress)
         energy = float(out[properties.ENERGY][0].detach())
         forces = out[properties.FORCES].detach().cpu().double().numpy()
         s = out[properties.STRESS][0].detach().cpu().double().numpy() if stress else None

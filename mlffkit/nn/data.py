@@ -42,21 +42,32 @@ def graph_from_atoms(
     """
     positions = atoms.get_positions()
     pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
+    periodic = bool(pbc.any())
+    cell = atoms.cell.array if periodic else None
     i, j, shifts = neighbor_list(positions, cutoff, cell, pbc)
     n = len(atoms)
+    # small per-structure tensors made with few calls: this runs at every MD step
     info = atoms.info
+    counts = torch.tensor(
+        [[n], [int(info.get("charge", 0))], [int(info.get("spin", 0))]], device=device
+    )
+    if periodic:
+        cell_t = torch.as_tensor(cell, dtype=dtype, device=device)[None]
+        shifts_t = torch.as_tensor(shifts, dtype=dtype, device=device)
+    else:
+        cell_t = torch.zeros((1, 3, 3), dtype=dtype, device=device)
+        shifts_t = torch.zeros((len(i), 3), dtype=dtype, device=device)
     return AtomicGraph(
         numbers=torch.as_tensor(atoms.numbers, dtype=torch.int64, device=device),
         positions=torch.as_tensor(positions, dtype=dtype, device=device),
         batch=torch.zeros(n, dtype=torch.int64, device=device),
         edge_index=torch.as_tensor(np.stack([i, j]), device=device),
-        cell_shifts=torch.as_tensor(shifts, dtype=dtype, device=device),
-        cell=torch.as_tensor(cell, dtype=dtype, device=device)[None],
+        cell_shifts=shifts_t,
+        cell=cell_t,
         pbc=torch.as_tensor(pbc, device=device)[None],
-        n_atoms=torch.tensor([n], device=device),
-        charge=torch.tensor([int(info.get("charge", 0))], device=device),
-        spin=torch.tensor([int(info.get("spin", 0))], device=device),
+        n_atoms=counts[0],
+        charge=counts[1],
+        spin=counts[2],
     )
 
 

@@ -8,12 +8,19 @@ what models without a cutoff (geometric attention) use.
 
 Indices come back as a *full* list: both ``(i, j)`` and ``(j, i)``, so that a message
 sum over ``j`` for each ``i`` sees all neighbours.
+
+Small molecules (up to :data:`DIRECT_SEARCH_ATOMS` atoms) skip the cell list: all
+``n²`` distances cost less than setting one up, and an MD step of a small molecule
+is short enough for that to matter.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import vesin
+
+#: molecules with at most this many atoms are searched by all pairwise distances
+DIRECT_SEARCH_ATOMS = 64
 
 
 def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
@@ -24,7 +31,9 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
             "(lattice vectors as rows, Å) or switch pbc off along that direction"
         )
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-8:
-        raise ValueError("the cell has zero volume; give three linearly independent lattice vectors")
+        raise ValueError(
+            "the cell has zero volume; give three linearly independent lattice vectors"
+        )
 
 
 def neighbor_list(
@@ -64,7 +73,9 @@ def neighbor_list(
     if positions.ndim != 2 or positions.shape[1] != 3:
         raise ValueError(f"positions has shape {positions.shape}; expected (n_atoms, 3) in Å")
     if not np.all(np.isfinite(positions)):
-        raise ValueError("positions contain NaN or infinite values; a neighbour list needs finite ones")
+        raise ValueError(
+            "positions contain NaN or infinite values; a neighbour list needs finite ones"
+        )
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
     n = len(positions)
     if cutoff is None:
@@ -80,9 +91,17 @@ def neighbor_list(
         raise ValueError(f"cutoff must be a positive distance in Å, got {cutoff}")
     if pbc.any():
         if cell is None:
-            raise ValueError("pbc is set but no cell was given; pass cell=(3, 3) lattice vectors in Å")
+            raise ValueError(
+                "pbc is set but no cell was given; pass cell=(3, 3) lattice vectors in Å"
+            )
         cell = np.ascontiguousarray(cell, dtype=np.float64).reshape(3, 3)
         _check_cell(cell, pbc)
+    elif n <= DIRECT_SEARCH_ATOMS:
+        d = positions[:, None, :] - positions[None, :, :]
+        distance2 = np.einsum("ijk,ijk->ij", d, d)
+        np.fill_diagonal(distance2, np.inf)
+        i, j = np.nonzero(distance2 < cutoff * cutoff)
+        return i.astype(np.int64), j.astype(np.int64), np.zeros((len(i), 3), np.int64)
     else:
         cell = np.zeros((3, 3))
     search = vesin.NeighborList(cutoff=cutoff, full_list=True)

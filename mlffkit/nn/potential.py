@@ -73,6 +73,16 @@ class Potential(nn.Module):
         self.energy_scale.fill_(float(scale))
 
     # ------------------------------------------------------------------ evaluation
+    def energy_and_forces(self, graph: AtomicGraph, stress: bool = False) -> dict[str, Tensor]:
+        """Energies, forces (and stress) for prediction and MD: results without autograd graph.
+
+        Same outputs and units as :meth:`forward` with ``forces=True``. Subclasses may
+        override it with a faster route than autograd (SchNet does); training always
+        goes through :meth:`forward`.
+        """
+        out = self(graph, forces=True, stress=stress)
+        return {k: v.detach() for k, v in out.items()}
+
     def forward(
         self,
         graph: AtomicGraph,
@@ -140,7 +150,9 @@ class Potential(nn.Module):
             grads = torch.autograd.grad(
                 energy.sum(), wrt, create_graph=create_graph, allow_unused=True
             )
-            grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True)]
+            grads = [
+                torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True)
+            ]
             if forces:
                 result[properties.FORCES] = -grads[0]
             if strain is not None:

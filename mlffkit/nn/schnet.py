@@ -18,6 +18,7 @@ translations and permutations of like atoms, and forces are exact gradients.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mlffkit.nn.graph import AtomicGraph
@@ -29,6 +30,7 @@ from mlffkit.nn.layers import (
     scatter_sum,
 )
 from mlffkit.nn.potential import N_ELEMENTS, Potential
+from mlffkit.nn.schnet_forces import PackedSchNet, schnet_energy_forces
 
 
 class ContinuousFilterConvolution(nn.Module):
@@ -84,6 +86,8 @@ class SchNetPotential(Potential):
     Notes
     -----
     The atom-wise readout is ``Linear(F, F/2) → ssp → Linear(F/2, 1)``, as in the paper.
+    :meth:`energy_and_forces` (prediction, MD) differentiates by hand rather than by
+    autograd, 2–3× faster on small molecules (:mod:`mlffkit.nn.schnet_forces`).
     """
 
     def __init__(
@@ -109,6 +113,29 @@ class SchNetPotential(Potential):
             SchNetInteraction(n_features, n_filters, n_rbf) for _ in range(n_interactions)
         )
         self.readout = mlp([n_features, n_features // 2, 1])
+        self._packed: tuple[tuple, tuple, PackedSchNet] | None = None
+
+    def energy_and_forces(self, graph: AtomicGraph, stress: bool = False) -> dict[str, Tensor]:
+        """Energies, forces (and stress) by the hand-written backward pass; see :meth:`Potential.energy_and_forces`."""
+        return schnet_energy_forces(self, self.packed_weights(), graph, stress)
+
+    def packed_weights(self) -> PackedSchNet:
+        """The weights laid out for :func:`~mlffkit.nn.schnet_forces.schnet_energy_forces`.
+
+        Built once and rebuilt only when a parameter has changed (moved, cast, or
+        updated in place, which bumps its version counter).
+        """
+        if self._packed is None:
+            # listing the parameters walks the module tree, slow next to a small
+            # molecule's forces; the blocks themselves are never swapped after init
+            params = tuple(self.parameters())
+        else:
+            params = self._packed[0]
+        key = tuple((p.data_ptr(), p.dtype, p._version) for p in params)
+        if self._packed is None or self._packed[1] != key:
+            with torch.no_grad():
+                self._packed = (params, key, PackedSchNet.of(self))
+        return self._packed[2]
 
     def filters(self, distances: Tensor, interaction: int = 0) -> Tensor:
         """The learned filter ``W(r) = f_c(r) MLP(e(r))`` of one interaction block.

@@ -306,7 +306,11 @@ class Trainer:
         n_atoms = 0
         for start in range(0, len(data), batch_size):
             graph, targets = data.batch(range(start, min(start + batch_size, len(data))))
-            out = self.potential(graph, forces=use_forces)
+            if use_forces:
+                out = self.potential.energy_and_forces(graph)
+            else:
+                with torch.no_grad():
+                    out = self.potential(graph, forces=False)
             loss, e_err, f_err = self._loss(out, targets, use_energy, use_forces)
             _accumulate(sums, loss, e_err, f_err, graph.n_graphs)
             n_atoms += graph.positions.shape[0]
@@ -417,7 +421,10 @@ class Trainer:
         plot = _LivePlot() if live_plot else None
         start_time = time.perf_counter()
         bar = tqdm(
-            total=self.max_epochs, initial=self.epoch, desc="training", disable=not progress,
+            total=self.max_epochs,
+            initial=self.epoch,
+            desc="training",
+            disable=not progress,
             unit="epoch",
         )
         stopped = "max_epochs"
@@ -467,7 +474,10 @@ class Trainer:
                 if lr < self.min_lr:
                     stopped = "min_lr"
                     break
-                if self.max_time_s is not None and time.perf_counter() - start_time > self.max_time_s:
+                if (
+                    self.max_time_s is not None
+                    and time.perf_counter() - start_time > self.max_time_s
+                ):
                     stopped = "max_time"
                     break
         finally:
@@ -512,7 +522,9 @@ def _postfix(record: EpochRecord) -> dict:
     from mlffkit import units
 
     out = {"loss": f"{record.train_loss:.3g}", "lr": f"{record.lr:.1e}"}
-    mae = record.valid_force_mae if math.isfinite(record.valid_force_mae) else record.train_force_mae
+    mae = (
+        record.valid_force_mae if math.isfinite(record.valid_force_mae) else record.train_force_mae
+    )
     if math.isfinite(mae):
         out["F MAE"] = f"{mae / units.KCAL_PER_MOL:.3f} kcal/mol/Å"
     return out
