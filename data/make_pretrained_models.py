@@ -18,7 +18,6 @@ limit stopped the run).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import time
@@ -33,6 +32,7 @@ from mlffkit.data import Dataset, load, random_split
 from mlffkit.evaluation import evaluate
 from mlffkit.fileio import atomic_write_text, check_writable
 from mlffkit.models import load_model
+from mlffkit.models.io import model_header
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -209,8 +209,7 @@ def model_card(recipe: Recipe) -> str:
         raise RuntimeError(
             f"{recipe.file} was not trained on the frames of its recipe; retrain it with --overwrite"
         )
-    with np.load(recipe.file) as npz:
-        header = json.loads(str(npz["header"]))
+    header = model_header(recipe.file)
     history = model.history_
     best = history.records[history.best_epoch]
     wall = sum(r.time_s for r in history.records)

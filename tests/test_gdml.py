@@ -1,5 +1,6 @@
 """(s)GDML: the kernel against autograd, the trained model's physics, persistence, bad input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,27 @@ def test_save_load_round_trip(model, ethanol, tmp_path):
         load_model(bad)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.npz")
+
+
+def test_model_files_of_format_1_still_load(model, ethanol, tmp_path):
+    # format 2 stores the JSON header as UTF-8 bytes; format 1 stored a numpy unicode
+    # string (four bytes a character): rewrite a saved file the old way and read it back
+    _, test = ethanol
+    path = model.save(tmp_path / "new.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    assert arrays["header"].dtype == np.uint8
+    header = json.loads(arrays["header"].tobytes().decode("utf-8"))
+    assert header["format_version"] == 2
+    header["format_version"] = 1
+    old = tmp_path / "old.npz"
+    np.savez(old, **{**arrays, "header": np.array(json.dumps(header))})
+    for a, b in zip(model.predict(test), load_model(old).predict(test), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+    damaged = tmp_path / "damaged.npz"
+    np.savez(damaged, **{**arrays, "header": np.frombuffer(b"\xff{", dtype=np.uint8)})
+    with pytest.raises(ValueError, match="damaged"):
+        load_model(damaged)
 
 
 def test_ase_calculator_forces_match_numerical_forces(model, ethanol):

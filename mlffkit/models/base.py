@@ -27,9 +27,10 @@ from mlffkit.data.splits import refuse_seen_frames
 from mlffkit.descriptors.frames import check_atom_count, check_numbers, frames_from
 from mlffkit.fileio import atomic_path
 
-#: format tag and version of saved models
+#: format tag and version of saved models (2: the JSON header stored as UTF-8 bytes;
+#: 1 stored it as a numpy unicode string, four bytes per character)
 MODEL_FORMAT = "mlffkit-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,10 @@ class ForceFieldModel(BaseEstimator):
             "attributes": attributes,
             "training": asdict(self.training_),
         }
-        arrays = {**arrays, "numbers": self.numbers_, "header": np.array(json.dumps(header))}
+        # UTF-8 bytes: a training history makes the header long, and a numpy unicode
+        # string would store it at four bytes per character
+        encoded = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        arrays = {**arrays, "numbers": self.numbers_, "header": encoded}
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         return path

@@ -22,6 +22,31 @@ def _model_types() -> dict[str, type[ForceFieldModel]]:
     return {cls.model_type: cls for cls in kinds}
 
 
+def _parse_header(stored: np.ndarray, path) -> dict:
+    try:
+        # format 2: UTF-8 bytes; format 1: a numpy unicode string
+        text = stored.tobytes().decode("utf-8") if stored.dtype == np.uint8 else str(stored)
+        header = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} has an unreadable model header; the file is damaged") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not an mlffkit model file")
+    return header
+
+
+def model_header(path) -> dict:
+    """The JSON header of a saved model, without loading its arrays.
+
+    It holds the format tag and version, ``model_type``, ``mlffkit_version``, the
+    constructor ``params``, fitted ``attributes`` (e.g. a neural model's training
+    history) and the ``training`` record (content hashes of the training frames).
+    """
+    with np.load(path, allow_pickle=False) as npz:
+        if "header" not in npz.files:
+            raise ValueError(f"{path} is an npz file but not an mlffkit model (no header)")
+        return _parse_header(npz["header"], path)
+
+
 def load_model(path, **overrides) -> ForceFieldModel:
     """Load a model written by ``model.save(path)``.
 
@@ -58,7 +83,7 @@ def load_model(path, **overrides) -> ForceFieldModel:
         ) from err
     if "header" not in arrays:
         raise ValueError(f"{path} is an npz file but not an mlffkit model (no header)")
-    header = json.loads(str(arrays.pop("header")))
+    header = _parse_header(arrays.pop("header"), path)
     if header.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not an mlffkit model file")
     if header.get("format_version", 0) > MODEL_FORMAT_VERSION:
