@@ -238,6 +238,15 @@ def test_analytic_forces_follow_changed_weights_and_refuse_one_way_edges(potenti
     after = pot.energy_and_forces(graph)
     assert not torch.allclose(after["forces"], before)
     _assert_same_outputs(after, pot(graph), atol=1e-11)
+    # an optimiser step changes the weights in place, as during training (validation
+    # goes through energy_and_forces)
+    pot.train()
+    for p in pot.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(pot.parameters(), lr=1e-2)
+    pot(graph, forces=False)["energy"].sum().backward()
+    optimizer.step()
+    _assert_same_outputs(pot.energy_and_forces(graph), pot(graph), atol=1e-11)
     pot.load_state_dict(potential.state_dict())
     np.testing.assert_allclose(
         pot.energy_and_forces(graph)["forces"].numpy(), before.numpy(), atol=1e-12
