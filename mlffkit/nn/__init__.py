@@ -5,7 +5,7 @@
 ``neighbor_list``                pairs within a cutoff (vesin), periodic images included
 ``GraphData``                    frames of a Dataset with cached neighbour lists, batched
 ``Potential``                    base network: atomic energies → energy, forces, stress
-``SchNetPotential``              SchNet (continuous-filter convolutions)
+``SchNetPotential``              SchNet (continuous-filter convolutions); forces for prediction by hand (``schnet_forces``)
 ``GeometricAttentionPotential``  geometric attention of orders 2–4 (pairs, angles, dihedrals)
 ``Trainer``                      energy/force training: Adam, plateau schedule, EMA, early stopping, checkpoint and resume
 ===============================  =========================================================================================
