@@ -15,9 +15,13 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 
 #: thread settings a script exports before spawning, so the children inherit them
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: the MD17 ethanol files of the workplace's shared data (``shared/data/README.md``),
+#: next to the repository
+RMD17 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rmd17"
 
 
 def log(message: str) -> None:
@@ -37,6 +41,14 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def check_target(ratio: float, op: str, bound: float) -> dict:
+    """``{"target": "op bound", "met": bool}`` for a ratio mlffkit/peer and its target."""
+    if op not in ("<=", ">="):
+        raise ValueError(f"a target compares with <= or >=, not {op!r}")
+    met = ratio <= bound if op == "<=" else ratio >= bound
+    return {"target": f"{op} {bound:g}", "met": bool(met)}
 
 
 # ---------------------------------------------------------------------------- memory

@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 from _harness import (
+    RMD17,
     THREAD_VARIABLES,
+    check_target,
     cores,
     log,
     peak_rss_mb,
@@ -47,9 +49,6 @@ from _harness import (
     run_in_child,
     set_threads,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "rmd17"
 
 #: what mlffkit should reach, as (ratio mlffkit/sgdml, "<=" or ">=", bound)
 TARGETS = {
@@ -288,9 +287,7 @@ def ratios(mine: dict, ref: dict) -> dict:
     }
     out = {}
     for key, value in values.items():
-        op, bound = TARGETS[key]
-        met = value <= bound if op == "<=" else value >= bound
-        out[key] = {"ratio": value, "target": f"{op} {bound:g}", "met": bool(met)}
+        out[key] = {"ratio": value, **check_target(value, *TARGETS[key])}
     return out
 
 
@@ -367,8 +364,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="sgdml 1.0.3 against mlffkit's sGDML: same frames, same sigma.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--train", type=Path, default=DATA / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=DATA / "ethanol_test.npz")
+    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
+    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
     p.add_argument(
         "--labels",
         choices=("old", "revised"),

@@ -23,8 +23,8 @@ import platform
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data" / "rmd17"
+from _harness import RMD17
+
 #: force MAE (kcal/mol/Å) with 1000 training frames in the papers, and the issue's target
 PUBLISHED = {"schnet": (0.39, 0.5), "attention": (0.98, 1.0)}
 
@@ -52,8 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", choices=sorted(PUBLISHED), default="schnet")
-    p.add_argument("--train", type=Path, default=DATA / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=DATA / "ethanol_test.npz")
+    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
+    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
     p.add_argument("--labels", choices=("old", "revised"), default="old",
                    help="old: original MD17 labels (as in the papers); revised: rMD17")
     p.add_argument("--n-train", type=int, default=1000, help="first N frames of the training file")

@@ -76,7 +76,9 @@ import time
 from pathlib import Path
 
 from _harness import (
+    RMD17,
     THREAD_VARIABLES,
+    check_target,
     cores,
     log,
     peak_rss_mb,
@@ -84,9 +86,6 @@ from _harness import (
     run_in_child,
     set_threads,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "rmd17"
 
 #: what mlffkit should reach: table row key -> (ratio mlffkit/SchNetPack, ">=", bound)
 TARGETS = {
@@ -167,6 +166,44 @@ class _EnoughSteps(Exception):
     """Raised by the timing hook once the requested training steps have run."""
 
 
+def measurements(
+    *,
+    package: str,
+    n_params: int,
+    setup_s: float,
+    rates: tuple[float, float, float, float],
+    md: dict,
+    baseline: float,
+    device: str,
+    energies,
+    forces,
+) -> dict:
+    """One package's results, the same keys for both (read in the child, at its end).
+
+    ``rates``: training steps/s of the package loop and of the bare loop, single-molecule
+    and batched inference in structures/s; ``md``: what :func:`run_md` returned.
+    """
+    import numpy as np
+
+    train_rate, bare_rate, single_rate, batch_rate = rates
+    return {
+        "package": package,
+        "parameters": n_params,
+        "setup_s": setup_s,
+        "train_steps_per_s": train_rate,
+        "bare_steps_per_s": bare_rate,
+        "single_per_s": single_rate,
+        "batch_per_s": batch_rate,
+        **md,
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": _gpu_peak_mb(device),
+        "batch_energies": energies,
+        "batch_forces": forces,
+        "finite": bool(np.isfinite(energies).all() and np.isfinite(forces).all()),
+    }
+
+
 def _stamp_steps(optimizer, n_steps: int, job: dict) -> list[float]:
     """Time-stamp the end of every ``optimizer.step()``; stop the loop after ``n_steps``."""
     stamps: list[float] = []
@@ -187,7 +224,6 @@ def _stamp_steps(optimizer, n_steps: int, job: dict) -> list[float]:
 
 def run_mlffkit(job: dict) -> dict:
     """mlffkit: Trainer loop, bare loop, ASE calculator, batched predict, MD (child process)."""
-    import numpy as np
     import torch
     from ase import Atoms
 
@@ -307,20 +343,17 @@ def run_mlffkit(job: dict) -> dict:
     md = run_md(md_atoms, job)
 
     return {
-        "package": f"mlffkit {mlffkit.__version__}",
-        "parameters": n_params,
-        "setup_s": setup_s,
-        "train_steps_per_s": train_rate,
-        "bare_steps_per_s": bare_rate,
-        "single_per_s": single_rate,
-        "batch_per_s": batch_rate,
-        **md,
-        "baseline_rss_mb": baseline,
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": _gpu_peak_mb(job["device"]),
-        "batch_energies": energies,
-        "batch_forces": forces,
-        "finite": bool(np.isfinite(energies).all() and np.isfinite(forces).all()),
+        **measurements(
+            package=f"mlffkit {mlffkit.__version__}",
+            n_params=n_params,
+            setup_s=setup_s,
+            rates=(train_rate, bare_rate, single_rate, batch_rate),
+            md=md,
+            baseline=baseline,
+            device=job["device"],
+            energies=energies,
+            forces=forces,
+        ),
         "weights": {k: v.detach().cpu().numpy() for k, v in potential.state_dict().items()},
     }
 
@@ -608,21 +641,18 @@ def run_schnetpack(job: dict) -> dict:
     md = run_md(md_atoms, job)
     workdir.cleanup()
     return {
-        "package": f"schnetpack {spk.__version__}",
-        "parameters": n_params,
+        **measurements(
+            package=f"schnetpack {spk.__version__}",
+            n_params=n_params,
+            setup_s=setup_s,
+            rates=(train_rate, bare_rate, single_rate, batch_rate),
+            md=md,
+            baseline=baseline,
+            device=device,
+            energies=energies,
+            forces=forces,
+        ),
         "gamma": gamma,
-        "setup_s": setup_s,
-        "train_steps_per_s": train_rate,
-        "bare_steps_per_s": bare_rate,
-        "single_per_s": single_rate,
-        "batch_per_s": batch_rate,
-        **md,
-        "baseline_rss_mb": baseline,
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": _gpu_peak_mb(device),
-        "batch_energies": energies,
-        "batch_forces": forces,
-        "finite": bool(np.isfinite(energies).all() and np.isfinite(forces).all()),
         "same_weights": job.get("mlffkit_weights") is not None,
     }
 
@@ -715,9 +745,7 @@ def ratios(mine: dict, ref: dict) -> dict:
             continue
         entry = {"ratio": mine[key] / ref[key]}
         if key in TARGETS:
-            op, bound = TARGETS[key]
-            entry["target"] = f"{op} {bound:g}"
-            entry["met"] = bool(entry["ratio"] >= bound)
+            entry.update(check_target(entry["ratio"], *TARGETS[key]))
         out[key] = entry
     return out
 
@@ -789,8 +817,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="SchNet in mlffkit against SchNetPack 2.1.1: same network, data, batches.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--train", type=Path, default=DATA / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=DATA / "ethanol_test.npz")
+    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
+    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
     p.add_argument(
         "--labels",
         choices=("old", "revised"),

@@ -33,6 +33,7 @@ from mlffkit.evaluation import evaluate
 from mlffkit.fileio import atomic_write_text, check_writable
 from mlffkit.models import load_model
 from mlffkit.models.io import model_header
+from mlffkit.models.neural import TRAINING_PARAMS
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -77,34 +78,43 @@ class Recipe:
         return pool.subset(order[: self.n_train]), valid.subset(np.arange(self.n_valid)), test
 
 
+#: the ethanol frames both shipped models learn from, so that they compare on the same tests
+ETHANOL_FRAMES = dict(
+    dataset="ethanol_gfn2",
+    split=(3000, 500, 1500),
+    split_seed=0,
+    order_seed=1,
+    n_train=500,
+    n_valid=100,
+)
+#: the training settings they share (each sets its own max_epochs)
+SHARED_TRAINING = dict(
+    lr=1e-3,
+    batch_size=10,
+    patience=50,
+    lr_patience=10,
+    lr_factor=0.5,
+    min_lr=1e-5,
+    ema_decay=0.99,
+    seed=0,
+    dtype="float32",
+    device="cpu",
+)
+
 RECIPES = {
     r.name: r
     for r in (
         Recipe(
             name="schnet_ethanol_gfn2",
-            dataset="ethanol_gfn2",
-            split=(3000, 500, 1500),
-            split_seed=0,
-            order_seed=1,
-            n_train=500,
-            n_valid=100,
+            **ETHANOL_FRAMES,
             params=dict(
                 n_features=64,
                 n_interactions=3,
                 cutoff=5.0,
                 n_rbf=50,
                 gamma=10.0,
-                lr=1e-3,
-                batch_size=10,
                 max_epochs=400,
-                patience=50,
-                lr_patience=10,
-                lr_factor=0.5,
-                min_lr=1e-5,
-                ema_decay=0.99,
-                seed=0,
-                dtype="float32",
-                device="cpu",
+                **SHARED_TRAINING,
             ),
             use=(
                 "The quick mode of `tutorials/08_schnet.ipynb` (filters of a trained network, "
@@ -115,14 +125,8 @@ RECIPES = {
             ),
         ),
         Recipe(
-            # the frames of schnet_ethanol_gfn2, so that the two compare on the same test frames
             name="geomatt_ethanol_gfn2",
-            dataset="ethanol_gfn2",
-            split=(3000, 500, 1500),
-            split_seed=0,
-            order_seed=1,
-            n_train=500,
-            n_valid=100,
+            **ETHANOL_FRAMES,
             estimator="GeometricAttention",
             params=dict(
                 orders=(2, 3, 4),
@@ -131,17 +135,8 @@ RECIPES = {
                 n_rbf=50,
                 r_max=4.9,
                 gamma=10.0,
-                lr=1e-3,
-                batch_size=10,
                 max_epochs=250,
-                patience=50,
-                lr_patience=10,
-                lr_factor=0.5,
-                min_lr=1e-5,
-                ema_decay=0.99,
-                seed=0,
-                dtype="float32",
-                device="cpu",
+                **SHARED_TRAINING,
             ),
             use=(
                 "The quick mode of `tutorials/09_attention.ipynb` (attention matrices and atomic "
@@ -159,20 +154,6 @@ RECIPES = {
         ),
     )
 }
-
-#: training settings shown in the card's "training" row (the rest of ``params`` is the network)
-TRAINING_SETTINGS = (
-    "lr",
-    "batch_size",
-    "max_epochs",
-    "patience",
-    "lr_patience",
-    "lr_factor",
-    "min_lr",
-    "ema_decay",
-    "seed",
-    "dtype",
-)
 
 
 def train(recipe: Recipe, *, overwrite: bool, max_minutes: float, progress: bool) -> None:
@@ -216,10 +197,11 @@ def model_card(recipe: Recipe) -> str:
     size_kb = recipe.file.stat().st_size / 1e3
     n_params = sum(p.numel() for p in model.potential_.parameters())
     p = recipe.params
-    settings = ", ".join(f"{k}={p[k]}" for k in TRAINING_SETTINGS)
-    network = ", ".join(
-        f"{k}={v}" for k, v in p.items() if k not in TRAINING_SETTINGS and k != "device"
-    )
+    # the "training" row: the estimator's training parameters but the device; the rest
+    # of the recipe (but the device) is the network
+    training = [k for k in TRAINING_PARAMS if k in p and k != "device"]
+    settings = ", ".join(f"{k}={p[k]}" for k in training)
+    network = ", ".join(f"{k}={v}" for k, v in p.items() if k not in training and k != "device")
     n_pool, n_valid, n_test = recipe.split
     kcal = 1.0 / units.KCAL_PER_MOL
     return f"""## `{recipe.file.name}`: {model.display_name()} on `{recipe.dataset}`

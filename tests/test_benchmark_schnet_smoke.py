@@ -18,29 +18,15 @@ from mlffkit.nn import SchNetPotential
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "schnet_vs_schnetpack.py"
-FIXTURE = Path(__file__).parent / "fixtures" / "sgdml_ethanol_kcal.npz"  # kcal/mol, Å
 N_FEATURES, N_INTERACTIONS, N_RBF = 16, 2, 8
 
 
-def _rmd17_file(path: Path, frames) -> Path:
-    """An rMD17-layout npz whose ``old_*`` labels are the fixture's (kcal/mol)."""
-    with np.load(FIXTURE) as f:
-        np.savez(
-            path,
-            nuclear_charges=f["z"],
-            coords=f["R"][frames],
-            old_energies=f["E"].ravel()[frames],
-            old_forces=f["F"][frames],
-        )
-    return path
-
-
-def _run(tmp_path: Path, *extra: str) -> tuple[dict, str]:
+def _run(tmp_path: Path, rmd17_file, *extra: str) -> tuple[dict, str]:
     out = tmp_path / "result.json"
     args = [
         sys.executable, str(SCRIPT),
-        "--train", str(_rmd17_file(tmp_path / "train.npz", np.r_[0:16])),
-        "--test", str(_rmd17_file(tmp_path / "test.npz", np.r_[16:24])),
+        "--train", str(rmd17_file(tmp_path / "train.npz", np.r_[0:16])),
+        "--test", str(rmd17_file(tmp_path / "test.npz", np.r_[16:24])),
         "--n-train", "16", "--batch-size", "4", "--warmup", "1", "--steps", "3",
         "--n-features", str(N_FEATURES), "--n-interactions", str(N_INTERACTIONS),
         "--n-rbf", str(N_RBF), "--single-calls", "4", "--inference-batch", "6",
@@ -52,8 +38,8 @@ def _run(tmp_path: Path, *extra: str) -> tuple[dict, str]:
     return json.loads(out.read_text()), run.stdout
 
 
-def test_mlffkit_half_measures_the_requested_network(tmp_path):
-    result, table = _run(tmp_path, "--skip-schnetpack")
+def test_mlffkit_half_measures_the_requested_network(tmp_path, rmd17_file):
+    result, table = _run(tmp_path, rmd17_file, "--skip-schnetpack")
     mine = result["mlffkit"]
     assert result["schnetpack"] is None and result["ratios"] is None
     expected = SchNetPotential(N_FEATURES, N_INTERACTIONS, 5.0, N_RBF)
@@ -68,11 +54,11 @@ def test_mlffkit_half_measures_the_requested_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_both_packages_compute_the_same_network(tmp_path):
+def test_both_packages_compute_the_same_network(tmp_path, rmd17_file):
     # not importorskip: schnetpack 2.1.1 imports only after the script's shim for torch 2.13
     if importlib.util.find_spec("schnetpack") is None:
         pytest.skip("schnetpack is not installed (pip install --no-deps schnetpack==2.1.1)")
-    result, table = _run(tmp_path)
+    result, table = _run(tmp_path, rmd17_file)
     ref, mine = result["schnetpack"], result["mlffkit"]
     assert ref["package"] == "schnetpack 2.1.1"
     # same size: only SchNetPack's smaller element table (Z < 100 instead of < 119) differs

@@ -16,29 +16,15 @@ from mlffkit.models import GDML
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gdml_vs_sgdml.py"
-FIXTURE = Path(__file__).parent / "fixtures" / "sgdml_ethanol_kcal.npz"  # kcal/mol, Å
-
-
-def _rmd17_file(path: Path, frames) -> Path:
-    """An rMD17-layout npz whose ``old_*`` labels are the fixture's (kcal/mol)."""
-    with np.load(FIXTURE) as f:
-        np.savez(
-            path,
-            nuclear_charges=f["z"],
-            coords=f["R"][frames],
-            old_energies=f["E"].ravel()[frames],
-            old_forces=f["F"][frames],
-        )
-    return path
 
 
 @pytest.mark.slow
-def test_benchmark_trains_both_packages_on_the_same_frames(tmp_path):
+def test_benchmark_trains_both_packages_on_the_same_frames(tmp_path, rmd17_file):
     pytest.importorskip("sgdml")
     # Training frames 10-23 (both packages find the same 2 symmetries in them; in some
     # smaller subsets sgdml finds only the identity), then 6 validation frames; 4 test frames.
-    train_file = _rmd17_file(tmp_path / "train.npz", np.r_[10:24, 4:10])
-    test_file = _rmd17_file(tmp_path / "test.npz", np.r_[0:4])
+    train_file = rmd17_file(tmp_path / "train.npz", np.r_[10:24, 4:10])
+    test_file = rmd17_file(tmp_path / "test.npz", np.r_[0:4])
     out = tmp_path / "result.json"
     args = [
         sys.executable, str(SCRIPT), "--train", str(train_file), "--test", str(test_file),
@@ -80,10 +66,10 @@ def test_benchmark_trains_both_packages_on_the_same_frames(tmp_path):
     assert f"sigma = {best:g}" in table
 
 
-def test_selection_without_spare_frames_holds_out_and_refits(tmp_path):
+def test_selection_without_spare_frames_holds_out_and_refits(tmp_path, rmd17_file):
     """``--n-train`` = the whole training file: sigma is chosen on held-out training frames."""
-    train_file = _rmd17_file(tmp_path / "train.npz", np.r_[4:20])
-    test_file = _rmd17_file(tmp_path / "test.npz", np.r_[0:4])
+    train_file = rmd17_file(tmp_path / "train.npz", np.r_[4:20])
+    test_file = rmd17_file(tmp_path / "test.npz", np.r_[0:4])
     out = tmp_path / "result.json"
     args = [
         sys.executable, str(SCRIPT), "--train", str(train_file), "--test", str(test_file),
