@@ -43,6 +43,40 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def add_rmd17_arguments(parser, n_train: int = 1000) -> None:
+    """``--train``, ``--test``, ``--labels`` and ``--n-train``: which MD17 frames a benchmark uses."""
+    parser.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
+    parser.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
+    parser.add_argument(
+        "--labels",
+        choices=("old", "revised"),
+        default="old",
+        help="old: the original MD17 labels (those of the published figures); revised: rMD17",
+    )
+    parser.add_argument(
+        "--n-train", type=int, default=n_train, help="first N frames of the training file"
+    )
+
+
+def load_rmd17(args):
+    """The files named by :func:`add_rmd17_arguments`: whole training file and test file.
+
+    Datasets in eV and Å (``mlffkit.load`` converts MD17's kcal/mol); exits with a message
+    for a missing file or an ``--n-train`` larger than the training file.
+    """
+    from mlffkit.data import load
+
+    for path in (args.train, args.test):
+        if not Path(path).is_file():
+            raise SystemExit(f"no data file at {path}; pass --train/--test (rMD17-style npz files)")
+    train = load(args.train, labels=args.labels)
+    if args.n_train > len(train):
+        raise SystemExit(
+            f"--n-train {args.n_train} exceeds the {len(train)} frames of {args.train}"
+        )
+    return train, load(args.test, labels=args.labels)
+
+
 def check_target(ratio: float, op: str, bound: float) -> dict:
     """``{"target": "op bound", "met": bool}`` for a ratio mlffkit/peer and its target."""
     if op not in ("<=", ">="):

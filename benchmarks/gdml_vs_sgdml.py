@@ -39,10 +39,11 @@ import time
 from pathlib import Path
 
 from _harness import (
-    RMD17,
     THREAD_VARIABLES,
+    add_rmd17_arguments,
     check_target,
     cores,
+    load_rmd17,
     log,
     peak_rss_mb,
     rss_mb,
@@ -245,15 +246,8 @@ def run_mlffkit_select(job: dict) -> dict:
 # ---------------------------------------------------------------------------- data
 def load_frames(args):
     """Training, validation and test Datasets (eV, Å) from the two files."""
-    from mlffkit.data import load
-
-    for path in (args.train, args.test):
-        if not Path(path).is_file():
-            raise SystemExit(f"no data file at {path}; pass --train/--test (rMD17-style npz files)")
+    full, test = load_rmd17(args)
     n_valid = args.n_valid if args.select_sigma else 0
-    full = load(args.train, labels=args.labels)
-    if args.n_train > len(full):
-        raise SystemExit(f"--n-train {args.n_train} exceeds the {len(full)} frames of {args.train}")
     if args.n_train + n_valid > len(full):
         # no separate validation frames: select_sigma holds out part of the training frames
         n_valid = 0
@@ -261,7 +255,6 @@ def load_frames(args):
             raise SystemExit(f"--n-valid {args.n_valid} must be below --n-train {args.n_train}")
     train = full.subset(range(args.n_train))
     valid = full.subset(range(args.n_train, args.n_train + n_valid)) if n_valid else None
-    test = load(args.test, labels=args.labels)
     if args.n_test > len(test):
         raise SystemExit(f"--n-test {args.n_test} exceeds the {len(test)} frames of {args.test}")
     return train, valid, test.subset(range(args.n_test))
@@ -364,15 +357,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="sgdml 1.0.3 against mlffkit's sGDML: same frames, same sigma.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
-    p.add_argument(
-        "--labels",
-        choices=("old", "revised"),
-        default="old",
-        help="old: the original MD17 labels (behind the published sGDML figures); revised: rMD17",
-    )
-    p.add_argument("--n-train", type=int, default=1000, help="first N frames of the training file")
+    add_rmd17_arguments(p)
     p.add_argument("--n-test", type=int, default=1000, help="first N frames of the test file")
     p.add_argument("--sigma", type=float, default=20.0, help="kernel length scale, both packages")
     p.add_argument("--lam", type=float, default=1e-10, help="ridge regularisation, both packages")

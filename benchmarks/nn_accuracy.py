@@ -23,7 +23,7 @@ import platform
 import time
 from pathlib import Path
 
-from _harness import RMD17
+from _harness import add_rmd17_arguments, load_rmd17
 
 #: force MAE (kcal/mol/Å) with 1000 training frames in the papers, and the issue's target
 PUBLISHED = {"schnet": (0.39, 0.5), "attention": (0.98, 1.0)}
@@ -52,11 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", choices=sorted(PUBLISHED), default="schnet")
-    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
-    p.add_argument("--labels", choices=("old", "revised"), default="old",
-                   help="old: original MD17 labels (as in the papers); revised: rMD17")
-    p.add_argument("--n-train", type=int, default=1000, help="first N frames of the training file")
+    add_rmd17_arguments(p)
     p.add_argument("--n-valid", type=int, default=50, help="of which held out for validation")
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--features", type=int, default=64)
@@ -86,13 +82,12 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     from mlffkit import units
-    from mlffkit.data import load
     from mlffkit.evaluation import evaluate
 
-    full = load(args.train, labels=args.labels)
+    full, test = load_rmd17(args)
     train = full.subset(range(args.n_train - args.n_valid))
     valid = full.subset(range(args.n_train - args.n_valid, args.n_train))
-    test = load(args.test, labels=args.labels).subset(range(args.n_test))
+    test = test.subset(range(args.n_test))
     model = build_model(args)
     start = time.perf_counter()
     model.fit(train, valid, checkpoint=args.checkpoint, resume=args.resume,

@@ -76,10 +76,11 @@ import time
 from pathlib import Path
 
 from _harness import (
-    RMD17,
     THREAD_VARIABLES,
+    add_rmd17_arguments,
     check_target,
     cores,
+    load_rmd17,
     log,
     peak_rss_mb,
     rss_mb,
@@ -664,18 +665,9 @@ def make_job(args) -> dict:
     import numpy as np
     from ase import Atoms
 
-    from mlffkit.data import load
     from mlffkit.md.integrators import initialize_velocities
 
-    for path in (args.train, args.test):
-        if not Path(path).is_file():
-            raise SystemExit(f"no data file at {path}; pass --train/--test (rMD17-style npz files)")
-    train = load(args.train, labels=args.labels)
-    test = load(args.test, labels=args.labels)
-    if args.n_train > len(train):
-        raise SystemExit(
-            f"--n-train {args.n_train} exceeds the {len(train)} frames of {args.train}"
-        )
+    train, test = load_rmd17(args)
     if args.n_train < args.batch_size:
         raise SystemExit(f"--n-train {args.n_train} is smaller than one batch ({args.batch_size})")
     n_test = max(args.single_calls, args.inference_batch)
@@ -817,15 +809,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="SchNet in mlffkit against SchNetPack 2.1.1: same network, data, batches.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--train", type=Path, default=RMD17 / "ethanol_train.npz")
-    p.add_argument("--test", type=Path, default=RMD17 / "ethanol_test.npz")
-    p.add_argument(
-        "--labels",
-        choices=("old", "revised"),
-        default="old",
-        help="old: the original MD17 labels; revised: rMD17",
-    )
-    p.add_argument("--n-train", type=int, default=1000, help="first N frames of the training file")
+    add_rmd17_arguments(p)
     p.add_argument(
         "--batch-size",
         type=int,
